@@ -1,0 +1,58 @@
+"""lancesync-bench: a real LanceDB sync system, its storage modes, and benchmarks of them.
+
+The public surface:
+
+* configuration: :class:`LanceDBSyncConfig`, :class:`StorageMode`, :class:`ConfigError`
+* S3 endpoints: :class:`S3Endpoint` (see :mod:`lancesync_bench.s3`)
+* storage: :class:`LanceDBStorageService`
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lancesync_bench.config import BackendLocation, FrontendType, LanceDBSyncConfig, StorageMode
+from lancesync_bench.errors import (
+    ConfigError,
+    DocumentError,
+    IntegrityError,
+    LanceSyncError,
+    S3Error,
+    S3Unavailable,
+    SyncConflict,
+    UserIdError,
+)
+from lancesync_bench.s3.endpoint import S3Endpoint
+
+if TYPE_CHECKING:
+    from lancesync_bench.storage.service import LanceDBStorageService
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendLocation",
+    "ConfigError",
+    "DocumentError",
+    "FrontendType",
+    "IntegrityError",
+    "LanceDBStorageService",
+    "LanceDBSyncConfig",
+    "LanceSyncError",
+    "S3Endpoint",
+    "S3Error",
+    "S3Unavailable",
+    "StorageMode",
+    "SyncConflict",
+    "UserIdError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The storage service pulls in LanceDB; load it only when it is asked for, so that
+    # `lancesync-bench matrix` and config checks start fast.
+    if name == "LanceDBStorageService":
+        from lancesync_bench.storage.service import LanceDBStorageService
+
+        return LanceDBStorageService
+    raise AttributeError(f"module 'lancesync_bench' has no attribute {name!r}")

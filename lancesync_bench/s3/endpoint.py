@@ -1,0 +1,171 @@
+"""One description of an S3 endpoint, whichever provider started (or found) it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from lancesync_bench.config import LanceDBSyncConfig, Secret
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+__all__ = ["S3Endpoint", "Timeouts"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Connect/request timeouts and retry count applied to both boto3 and Lance clients."""
+
+    connect_s: float = 2.0
+    request_s: float = 15.0
+    max_retries: int = 2
+
+    @classmethod
+    def from_config(cls, config: LanceDBSyncConfig) -> Timeouts:
+        """The timeouts a configuration asks for."""
+        return cls(
+            connect_s=config.s3_connect_timeout_s,
+            request_s=config.s3_request_timeout_s,
+            max_retries=config.s3_max_retries,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Endpoint:
+    """Where an S3 API answers and how to sign requests for it.
+
+    ``url`` is None for AWS itself. ``provider`` names what serves it
+    (``seaweedfs-embedded``, ``minio-testcontainers`` or ``external``) and is recorded with
+    every result. The secret key is a :class:`Secret` and never printed.
+    """
+
+    url: str | None
+    region: str
+    access_key_id: str
+    secret_access_key: Secret
+    bucket: str
+    prefix: str = ""
+    provider: str = "external"
+    provider_version: str | None = None
+
+    def with_url(self, url: str) -> S3Endpoint:
+        """The same endpoint reached through another URL (a delaying proxy, for example)."""
+        return replace(self, url=url)
+
+    def with_prefix(self, prefix: str) -> S3Endpoint:
+        """The same endpoint with another key prefix inside the bucket."""
+        return replace(self, prefix=prefix.strip("/"))
+
+    def key(self, *parts: str) -> str:
+        """An object key below this endpoint's prefix."""
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+    def uri(self, *parts: str) -> str:
+        """An ``s3://bucket/prefix/...`` URI for LanceDB."""
+        key = self.key(*parts)
+        return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
+
+    def boto3_client_kwargs(self, timeouts: Timeouts | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``boto3.client('s3', **kwargs)``, keys passed explicitly."""
+        from botocore.config import Config
+
+        t = timeouts or Timeouts()
+        kwargs: dict[str, Any] = {
+            "region_name": self.region,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key.reveal(),
+            "config": Config(
+                connect_timeout=t.connect_s,
+                read_timeout=t.request_s,
+                retries={"max_attempts": t.max_retries + 1, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                max_pool_connections=32,
+                # Checksums only when an operation requires them: third-party servers differ
+                # in how they treat the newer default CRC trailers.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        }
+        if self.url is not None:
+            kwargs["endpoint_url"] = self.url
+        return kwargs
+
+    def client(self, timeouts: Timeouts | None = None) -> S3Client:
+        """A boto3 S3 client for this endpoint."""
+        import boto3
+
+        return boto3.session.Session().client("s3", **self.boto3_client_kwargs(timeouts))
+
+    def storage_options(self, timeouts: Timeouts | None = None) -> dict[str, str]:
+        """LanceDB/Lance ``storage_options`` for this endpoint.
+
+        The keys are always explicit so that nothing falls back to the cloud credential
+        chain (which would query an instance metadata service); ``allow_http`` is set only
+        for plain-HTTP endpoints.
+        """
+        t = timeouts or Timeouts()
+        options = {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key.reveal(),
+            "aws_region": self.region,
+            "connect_timeout": f"{t.connect_s}s",
+            "timeout": f"{t.request_s}s",
+            "client_max_retries": str(t.max_retries),
+            # Give up retrying after roughly one request timeout per attempt.
+            "client_retry_timeout": str(int(t.request_s * (t.max_retries + 1)) + 1),
+        }
+        if self.url is not None:
+            options["aws_endpoint"] = self.url
+            if self.url.startswith("http://"):
+                options["allow_http"] = "true"
+        return options
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a client (or this package's config) here."""
+        values = {
+            "S3_BUCKET": self.bucket,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key.reveal(),
+            "AWS_REGION": self.region,
+        }
+        if self.prefix:
+            values["S3_PREFIX"] = self.prefix
+        if self.url is not None:
+            values["S3_ENDPOINT_URL"] = self.url
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description for results files, the secret redacted."""
+        return {
+            "provider": self.provider,
+            "provider_version": self.provider_version,
+            "url": self.url,
+            "region": self.region,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": "***",
+        }
+
+    @classmethod
+    def from_config(cls, config: LanceDBSyncConfig) -> S3Endpoint:
+        """The endpoint a validated configuration points at (external: nothing started)."""
+        from lancesync_bench.errors import ConfigError
+
+        if config.s3_bucket is None:
+            raise ConfigError("S3_BUCKET is not set; an S3 endpoint needs a bucket name")
+        if not config.aws_access_key_id or config.aws_secret_access_key is None:
+            raise ConfigError(
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both be set: keys are passed "
+                "explicitly so that no client falls back to a cloud metadata service"
+            )
+        return cls(
+            url=config.s3_endpoint_url,
+            region=config.aws_region,
+            access_key_id=config.aws_access_key_id,
+            secret_access_key=config.aws_secret_access_key,
+            bucket=config.s3_bucket,
+            prefix=config.s3_prefix,
+            provider="external",
+        )
