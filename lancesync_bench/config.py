@@ -200,7 +200,10 @@ def _parse_endpoint(env: Mapping[str, str]) -> str | None:
         try:
             _ = parts.port
         except ValueError:
-            raise ConfigError(f"{name}={value!r} has an invalid port") from None
+            raise ConfigError(
+                f"{name}={value!r} has an invalid port; allowed: http(s)://host[:port], "
+                "port 0-65535"
+            ) from None
         return value.rstrip("/")
     return None
 
@@ -214,15 +217,36 @@ def _parse_prefix(env: Mapping[str, str]) -> str:
             "allowed: slash-separated names such as 'apps/notes'"
         )
     if "\x00" in prefix:
-        raise ConfigError("S3_PREFIX contains a NUL character")
+        raise ConfigError(
+            f"S3_PREFIX={value!r} contains a NUL character; "
+            "allowed: slash-separated names such as 'apps/notes'"
+        )
     return prefix
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    """HOME from ``env``; else the user database, so that ``os.environ`` is never consulted."""
+    home = _get(env, "HOME")
+    if home is not None:
+        return Path(home)
+    try:
+        import pwd
+
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError):  # no user database (Windows) or an unnamed uid
+        return Path.home()
+
+
+def _expand_user(path: str, env: Mapping[str, str]) -> Path:
+    """Expand a leading ``~`` with the HOME of ``env`` (``Path.expanduser`` reads os.environ)."""
+    if path == "~" or path.startswith("~/"):
+        return _home(env) / path[2:]
+    return Path(path).expanduser()  # '~user' comes from the user database, not the environment
 
 
 def default_local_storage_path(env: Mapping[str, str]) -> Path:
     """The per-user data directory used when LOCAL_STORAGE_PATH is unset (XDG rules)."""
-    base = _get(env, "XDG_DATA_HOME") or str(
-        Path(_get(env, "HOME") or Path.home()) / ".local/share"
-    )
+    base = _get(env, "XDG_DATA_HOME") or str(_home(env) / ".local/share")
     return Path(base) / "lancesync-bench"
 
 
@@ -276,7 +300,9 @@ class LanceDBSyncConfig:
     s3_connect_timeout_s: float = 2.0
     s3_request_timeout_s: float = 15.0
     s3_max_retries: int = 2
-    device_id: str = "device"
+    # Identifies this device/instance in sync tie-breaks; None: a random id kept in
+    # LOCAL_STORAGE_PATH/device-id, stable across restarts.
+    device_id: str | None = None
     explicit: frozenset[str] = frozenset()
 
     @classmethod
@@ -322,12 +348,15 @@ class LanceDBSyncConfig:
                 "lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
             )
         secret = _get(env, "AWS_SECRET_ACCESS_KEY")
-        device = _get(env, "DEVICE_ID") or "device"
-        if not _DEVICE_RE.match(device):
+        device = _get(env, "DEVICE_ID")
+        if device is not None and not _DEVICE_RE.match(device):
             raise ConfigError(f"DEVICE_ID={device!r} is not allowed; use 1-64 of A-Za-z0-9._-")
         local_path = _get(env, "LOCAL_STORAGE_PATH")
         if local_path is not None and "\x00" in local_path:
-            raise ConfigError("LOCAL_STORAGE_PATH contains a NUL character")
+            raise ConfigError(
+                f"LOCAL_STORAGE_PATH={local_path!r} contains a NUL character; "
+                "allowed: a directory path"
+            )
         config = cls(
             frontend_type=frontend,
             backend_location=backend,
@@ -343,7 +372,7 @@ class LanceDBSyncConfig:
             aws_secret_access_key=Secret(secret) if secret else None,
             aws_region=_get(env, "AWS_REGION") or _get(env, "AWS_DEFAULT_REGION") or "us-east-1",
             local_storage_path=(
-                Path(local_path).expanduser() if local_path else default_local_storage_path(env)
+                _expand_user(local_path, env) if local_path else default_local_storage_path(env)
             ),
             embedding_dim=int(
                 _parse_number(env, "EMBEDDING_DIM", 384, minimum=1, maximum=16384, integer=True)
@@ -405,7 +434,9 @@ class LanceDBSyncConfig:
     def validate(self) -> None:
         """Apply the context-aware rules; raise :class:`ConfigError` naming the variable."""
         mode = self.storage_mode
-        if self.is_cloud_backend() and not mode.uses_s3:
+        # A web app's S3 switch is S3_STORAGE_ENABLED itself; a backup alone does not satisfy it.
+        s3_off = not self.s3_storage_enabled if self.is_web_frontend() else not mode.uses_s3
+        if self.is_cloud_backend() and s3_off:
             var = "S3_STORAGE_ENABLED" if self.is_web_frontend() else "S3_BACKUP_ENABLED"
             raise ConfigError(
                 f"{var}=false is not allowed with a cloud backend ({self.detection_reason}): "
