@@ -1,0 +1,251 @@
+"""Reads, writes and maintenance of one user's record table, wherever it lives.
+
+A :class:`DocTable` works on any LanceDB table (a local folder, an S3 URI, or a local
+replica of an S3 table): it knows the record rules of :mod:`~lancesync_bench.storage.schema`
+and nothing about sync. The live document of an id is its record with the greatest
+``(updated_at, origin)``; a tombstone winner hides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lancesync_bench.storage.schema import record_to_document, sql_string
+
+__all__ = ["DocTable", "MaintenancePolicy", "MaintenanceReport", "winners_mask"]
+
+_KEY_COLUMNS = ["id", "updated_at", "origin", "deleted"]
+_DOC_COLUMNS = ["id", "text", "vector", "metadata", "updated_at", "origin", "deleted"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaintenancePolicy:
+    """When to compact and which indexes to keep.
+
+    Measured on this project's reference machine: after 500 single-row appends a flat search
+    got 7x slower and an id lookup 10x slower until compaction. Compacting every 64 small
+    fragments keeps reads within a few percent of a compact table while costing one
+    optimize (~0.2-0.4 s) per 64 writes, off the write path.
+    """
+
+    max_fragments: int = 64
+    # Flat search over 10k 384-dim vectors already costs ~10 ms p50 here; above this many
+    # rows an IVF index pays for its build time.
+    vector_index_min_rows: int = 5_000
+    # Keep tombstones in multi-device sync (a deleted document must not come back from a
+    # device that has not heard of the delete); other modes can drop them once applied.
+    keep_tombstones: bool = False
+    cleanup_older_than: timedelta | None = timedelta(0)
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    """What one maintenance pass did."""
+
+    dead_records_removed: int
+    fragments_before: int
+    fragments_after: int
+    vector_index_built: bool
+    duration_s: float
+
+
+def winners_mask(keys: pa.Table) -> np.ndarray:
+    """For a table of ``id, updated_at, origin`` rows, True where the row is its id's winner."""
+    n = keys.num_rows
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = pc.sort_indices(
+        keys,
+        sort_keys=[("id", "ascending"), ("updated_at", "descending"), ("origin", "descending")],
+    ).to_numpy()
+    ids_sorted = keys.column("id").take(pa.array(order)).to_numpy(zero_copy_only=False)
+    first = np.ones(n, dtype=bool)
+    first[1:] = ids_sorted[1:] != ids_sorted[:-1]
+    mask = np.zeros(n, dtype=bool)
+    mask[order[first]] = True
+    return mask
+
+
+def _winner(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    return max(rows, key=lambda r: (r["updated_at"], r["origin"]))
+
+
+class DocTable:
+    """Document operations on one LanceDB table of records.
+
+    ``table`` is a callable returning the current ``AsyncTable`` so that a replica can swap
+    its table object (after a rollback) without the DocTable noticing.
+    """
+
+    def __init__(self, table: Callable[[], Any], *, dim: int) -> None:
+        self._table = table
+        self.dim = dim
+
+    @property
+    def table(self) -> Any:
+        """The current LanceDB ``AsyncTable``."""
+        return self._table()
+
+    async def append(self, records: pa.Table) -> int:
+        """Append records (one commit, one new version); returns the new version."""
+        await self.table.add(records)
+        return int(await self.table.version())
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
+        """The live document with ``doc_id``, or None when absent or deleted."""
+        rows = (
+            await self.table.query()
+            .where(f"id = {sql_string(doc_id)}")
+            .select(_DOC_COLUMNS)
+            .to_arrow()
+        ).to_pylist()
+        winner = _winner(rows)
+        if winner is None or winner["deleted"]:
+            return None
+        return record_to_document(winner)
+
+    async def search(
+        self, vector: Sequence[float] | np.ndarray, k: int = 10, *, nprobes: int = 20
+    ) -> list[dict[str, Any]]:
+        """The ``k`` live documents nearest to ``vector`` (L2), nearest first, with distance.
+
+        Candidates come from the vector search with tombstones filtered out; a second, indexed
+        look-up of the candidates' ids drops records that a newer one superseded. When too
+        few survive, the search asks for more.
+        """
+        query_vec = np.asarray(vector, dtype=np.float32)
+        limit = k + max(8, k)
+        while True:
+            q = (
+                self.table.query()
+                .nearest_to(query_vec)
+                .where("deleted = false")
+                .select(["id", "text", "vector", "metadata", "updated_at", "origin", "_distance"])
+                .nprobes(nprobes)
+                .limit(limit)
+            )
+            candidates = (await q.to_arrow()).to_pylist()
+            kept = await self._drop_superseded(candidates)
+            if len(kept) >= k or len(candidates) < limit:
+                return [record_to_document(r) for r in kept[:k]]
+            limit *= 4
+
+    async def _drop_superseded(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not candidates:
+            return []
+        ids = sorted({c["id"] for c in candidates})
+        in_list = ", ".join(sql_string(i) for i in ids)
+        keys = (
+            await self.table.query()
+            .where(f"id IN ({in_list})")
+            .select(["id", "updated_at", "origin"])
+            .to_arrow()
+        ).to_pylist()
+        best: dict[str, tuple[int, str]] = {}
+        for row in keys:
+            key = (row["updated_at"], row["origin"])
+            if row["id"] not in best or key > best[row["id"]]:
+                best[row["id"]] = key
+        return [c for c in candidates if best.get(c["id"]) == (c["updated_at"], c["origin"])]
+
+    async def live_count(self) -> int:
+        """How many documents are live (a full scan of the key columns)."""
+        keys = await self.keys()
+        mask = winners_mask(keys)
+        deleted = keys.column("deleted").to_numpy(zero_copy_only=False)
+        return int((mask & ~deleted).sum())
+
+    async def keys(self, where: str | None = None, *, with_row_id: bool = False) -> pa.Table:
+        """The key columns of every record (optionally filtered)."""
+        q = self.table.query().select(_KEY_COLUMNS)
+        if where:
+            q = q.where(where)
+        if with_row_id:
+            q = q.with_row_id()
+        result: pa.Table = await q.to_arrow()
+        return result
+
+    async def records(self, where: str | None = None) -> pa.Table:
+        """Every record (optionally filtered), all columns."""
+        q = self.table.query().select(_DOC_COLUMNS)
+        if where:
+            q = q.where(where)
+        result: pa.Table = await q.to_arrow()
+        return result
+
+    async def fragment_count(self) -> int:
+        """Number of data fragments (grows by one per append until compaction)."""
+        stats = await self.table.stats()
+        return int(stats["fragment_stats"]["num_fragments"])
+
+    async def needs_maintenance(self, policy: MaintenancePolicy) -> bool:
+        """Whether the fragment count has crossed the policy's threshold."""
+        return await self.fragment_count() >= policy.max_fragments
+
+    async def dead_row_ids(self, *, keep_tombstones: bool) -> list[int]:
+        """Row ids of records that lost to a newer one (and applied tombstones, if dropped)."""
+        keys = await self.keys(with_row_id=True)
+        mask = winners_mask(keys)
+        dead = ~mask
+        if not keep_tombstones:
+            dead |= keys.column("deleted").to_numpy(zero_copy_only=False)
+        row_ids = keys.column("_rowid").to_numpy()
+        return [int(r) for r in row_ids[dead]]
+
+    async def remove_rows(self, row_ids: list[int]) -> None:
+        """Delete records by row id (in chunks, to keep each predicate short)."""
+        chunk = 2_000
+        for start in range(0, len(row_ids), chunk):
+            part = ", ".join(str(r) for r in row_ids[start : start + chunk])
+            await self.table.delete(f"_rowid IN ({part})")
+
+    async def ensure_indexes(self, policy: MaintenancePolicy) -> bool:
+        """Create the id index if missing, and the vector index once the table is large enough.
+
+        Returns whether a vector index was built now.
+        """
+        import lancedb.index
+
+        names = {tuple(ix.columns): ix for ix in await self.table.list_indices()}
+        if ("id",) not in names:
+            await self.table.create_index("id", config=lancedb.index.BTree())
+        if ("vector",) in names:
+            return False
+        rows = int(await self.table.count_rows())
+        if rows < policy.vector_index_min_rows:
+            return False
+        # IVF with sqrt(n) partitions: a few seconds to build at 100k rows, where HNSW took
+        # tens of seconds; searches probe 20 partitions (see search()).
+        partitions = max(8, int(rows**0.5))
+        await self.table.create_index(
+            "vector", config=lancedb.index.IvfFlat(num_partitions=partitions)
+        )
+        return True
+
+    async def maintain(self, policy: MaintenancePolicy) -> MaintenanceReport:
+        """Drop losing records, compact fragments, clean old versions, update indexes."""
+        import time
+
+        start = time.perf_counter()
+        before = await self.fragment_count()
+        dead = await self.dead_row_ids(keep_tombstones=policy.keep_tombstones)
+        await self.remove_rows(dead)
+        await self.table.optimize(cleanup_older_than=policy.cleanup_older_than)
+        built = await self.ensure_indexes(policy)
+        after = await self.fragment_count()
+        return MaintenanceReport(
+            dead_records_removed=len(dead),
+            fragments_before=before,
+            fragments_after=after,
+            vector_index_built=built,
+            duration_s=time.perf_counter() - start,
+        )

@@ -1,0 +1,408 @@
+"""The storage modes that talk to S3: backup, multi-device sync, and S3 primary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lancesync_bench.errors import LanceSyncError, S3Error, S3Unavailable, SyncConflict
+from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy
+from lancesync_bench.storage.replica import Replica
+from lancesync_bench.storage.reports import StoreStatus, SyncReport
+from lancesync_bench.storage.schema import TABLE_NAME, sql_string
+from lancesync_bench.storage.stores import LocalStore, StoreContext, read_json, write_json_atomic
+from lancesync_bench.storage.transfer import (
+    RemoteTable,
+    TransferStats,
+    local_files,
+    manifest_version,
+)
+
+__all__ = ["BackupStore", "S3PrimaryStore", "SyncStore"]
+
+
+def _report(
+    op: str, ctx: StoreContext, stats: TransferStats, start: float, **extra: Any
+) -> SyncReport:
+    report = SyncReport(
+        operation=op,
+        user_id=ctx.user_id,
+        mode=ctx.mode,
+        files_up=stats.files_up,
+        bytes_up=stats.bytes_up,
+        files_down=stats.files_down,
+        bytes_down=stats.bytes_down,
+        requests=dict(stats.requests),
+        duration_s=time.perf_counter() - start,
+    )
+    for key, value in extra.items():
+        setattr(report, key, value)
+    return report
+
+
+class BackupStore(LocalStore):
+    """Local-first storage with incremental, crash-consistent backups to S3."""
+
+    def __init__(self, ctx: StoreContext, remote: RemoteTable) -> None:
+        super().__init__(ctx)
+        self.remote = remote
+        self.state_path = ctx.user_dir / "backup-state.json"
+        state = read_json(self.state_path)
+        self.last_push: float | None = state.get("last_push")
+        self.remote_version: int | None = state.get("remote_version")
+
+    async def backup(self) -> SyncReport:
+        """Upload the files S3 lacks, manifests last; report what moved.
+
+        Offline, it returns at once with ``reachable=False``; the next call uploads
+        everything pending. Safe to interrupt at any moment.
+        """
+        start = time.perf_counter()
+        stats = TransferStats()
+        await self.wait_idle()
+        async with self.write_lock:
+            files = list(local_files(self.table_dir))
+        try:
+            remote = await asyncio.to_thread(self.remote.list_files, stats)
+            for rel in files:
+                info = remote.get(rel)
+                if info is not None and info.size != (self.table_dir / rel).stat().st_size:
+                    raise SyncConflict(
+                        f"S3 holds a different {rel} than this device; another device backs up "
+                        f"to the same place (s3://{self.remote.bucket}/{self.remote.table_key})"
+                    )
+            new = [r for r in files if r not in remote]
+            created = await asyncio.to_thread(
+                self.remote.push, self.table_dir, new, stats, writer=self.ctx.writer
+            )
+        except S3Unavailable as exc:
+            self.last_error = str(exc)
+            return _report("backup", self.ctx, stats, start, reachable=False, error=str(exc))
+        versions = [v for v in (manifest_version(r) for r in files) if v is not None]
+        self.remote_version = max(
+            [*versions, *(v for v in (manifest_version(r) for r in remote) if v)], default=None
+        )
+        self.last_push = time.time()
+        self.last_error = None
+        write_json_atomic(
+            self.state_path, {"last_push": self.last_push, "remote_version": self.remote_version}
+        )
+        return _report(
+            "backup",
+            self.ctx,
+            stats,
+            start,
+            versions_created=created,
+            local_version=max(versions, default=None),
+            remote_version=self.remote_version,
+        )
+
+    async def restore(self, version: int | None) -> SyncReport:
+        """Rebuild the local table from the backup at ``version`` (latest when None).
+
+        Everything is downloaded and verified into a staging folder, opened and read in full,
+        and only then swapped in. An older version is restored as a new latest version, so
+        history stays linear and the next backup continues it.
+        """
+        start = time.perf_counter()
+        stats = TransferStats()
+        await self.wait_idle()
+        staging_root = self.ctx.user_dir / f".restore-{uuid.uuid4().hex[:8]}"
+        try:
+            versions = await asyncio.to_thread(self.remote.list_versions, stats)
+            if not versions:
+                raise LanceSyncError(f"there is no backup for user {self.ctx.user_id!r} on S3")
+            target = max(versions) if version is None else version
+            if target not in versions:
+                shown = sorted(versions)
+                raise LanceSyncError(
+                    f"version {version} is not in the backup; available versions: "
+                    f"{shown[0]}..{shown[-1]}"
+                    if len(shown) > 5
+                    else f"available versions: {shown}"
+                )
+            staging = Replica(self.remote, staging_root, dim=self.ctx.dim, writer=self.ctx.writer)
+            self._link_local_files(staging.table_dir)
+            await staging.open(stats)
+            table = staging.table
+            if target != max(versions):
+                await table.checkout(target)
+                await table.restore()
+            rows = (await table.to_arrow()).num_rows  # reads every data file: proves them readable
+            async with self.write_lock:
+                self._table = None
+                old = self.ctx.user_dir / f".old-{uuid.uuid4().hex[:8]}"
+                if self.table_dir.exists():
+                    os.replace(self.table_dir, old)
+                os.replace(staging.table_dir, self.table_dir)
+                shutil.rmtree(old, ignore_errors=True)
+                await self.open()
+        except S3Unavailable as exc:
+            self.last_error = str(exc)
+            return _report("restore", self.ctx, stats, start, reachable=False, error=str(exc))
+        finally:
+            shutil.rmtree(staging_root, ignore_errors=True)
+        return _report(
+            "restore",
+            self.ctx,
+            stats,
+            start,
+            records_down=rows,
+            local_version=int(await self._table.version()),
+            remote_version=max(versions),
+        )
+
+    def _link_local_files(self, dest: Path) -> None:
+        """Seed the staging folder with local data files (hard links) to avoid downloads."""
+        for rel in local_files(self.table_dir):
+            if manifest_version(rel) is not None:
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.link(self.table_dir / rel, target)
+
+    async def status(self) -> StoreStatus:
+        """Local and backed-up versions, and how many local versions await a backup."""
+        base = await super().status()
+        local = base.local_version or 0
+        remote = self.remote_version or 0
+        base.remote_version = self.remote_version
+        base.pending_changes = max(0, local - remote)
+        base.in_sync = local == remote
+        base.last_push = self.last_push
+        return base
+
+
+class SyncStore(LocalStore):
+    """Local-first storage that exchanges records with other devices through S3."""
+
+    def __init__(self, ctx: StoreContext, remote: RemoteTable) -> None:
+        super().__init__(ctx)
+        self.replica = Replica(remote, ctx.user_dir / "remote", dim=ctx.dim, writer=ctx.writer)
+        self.replica_policy = MaintenancePolicy(
+            max_fragments=ctx.policy.max_fragments,
+            vector_index_min_rows=10**12,  # nobody searches the shared copy
+            keep_tombstones=True,
+            cleanup_older_than=ctx.policy.cleanup_older_than,
+        )
+        self.state_path = ctx.user_dir / "sync-state.json"
+        state = read_json(self.state_path)
+        self.last_push: float | None = state.get("last_push")
+        self.last_pull: float | None = state.get("last_pull")
+        self._replica_open = False
+
+    async def _watermarks(self, docs: DocTable) -> dict[str, int]:
+        keys = await docs.keys()
+        if keys.num_rows == 0:
+            return {}
+        grouped = keys.group_by("origin").aggregate([("updated_at", "max")])
+        return dict(
+            zip(grouped["origin"].to_pylist(), grouped["updated_at_max"].to_pylist(), strict=True)
+        )
+
+    async def sync(self) -> SyncReport:
+        """Push this device's new records, pull other devices' new records.
+
+        Convergence: both sides end up holding the union of records, and every replica picks
+        the same winner per id. Offline, it returns at once with ``reachable=False``.
+        """
+        start = time.perf_counter()
+        stats = TransferStats()
+        pushed = pulled = 0
+        try:
+            if not self._replica_open:
+                await self.replica.open(stats)
+                self._replica_open = True
+            else:
+                await self.replica.refresh(stats)
+            remote_marks = await self._watermarks(self.replica.docs)
+            async with self.write_lock:
+                floor = remote_marks.get(self.ctx.writer, -1)
+                mine = await self.docs.records(
+                    f"origin = {sql_string(self.ctx.writer)} AND updated_at > {floor}"
+                )
+            if mine.num_rows:
+                await self.replica.commit(lambda d: d.append(mine), stats)
+                pushed = mine.num_rows
+                self.last_push = time.time()
+            local_marks = await self._watermarks(self.docs)
+            incoming = await self._incoming(remote_marks, local_marks)
+            if incoming.num_rows:
+                async with self.write_lock:
+                    await self.docs.append(incoming)
+                pulled = incoming.num_rows
+                self._after_write()
+            self.last_pull = time.time()
+            if await self.replica.docs.needs_maintenance(self.replica_policy):
+                await self.replica.commit(lambda d: d.maintain(self.replica_policy), stats)
+        except S3Unavailable as exc:
+            self.last_error = str(exc)
+            return _report("sync", self.ctx, stats, start, reachable=False, error=str(exc))
+        self.last_error = None
+        write_json_atomic(
+            self.state_path, {"last_push": self.last_push, "last_pull": self.last_pull}
+        )
+        return _report(
+            "sync",
+            self.ctx,
+            stats,
+            start,
+            records_up=pushed,
+            records_down=pulled,
+            local_version=int(await self._table.version()),
+            remote_version=self.replica.remote_version,
+        )
+
+    async def _incoming(
+        self, remote_marks: dict[str, int], local_marks: dict[str, int]
+    ) -> pa.Table:
+        others = [
+            o
+            for o in remote_marks
+            if o != self.ctx.writer and remote_marks[o] > local_marks.get(o, -1)
+        ]
+        if not others:
+            return pa.table({})
+        clause = " OR ".join(
+            f"(origin = {sql_string(o)} AND updated_at > {local_marks.get(o, -1)})" for o in others
+        )
+        return await self.replica.docs.records(clause)
+
+    async def status(self) -> StoreStatus:
+        """Local and remote versions and how many of this device's records are unpushed."""
+        base = await super().status()
+        local_marks = await self._watermarks(self.docs)
+        pending = 0
+        if self._replica_open:
+            remote_marks = await self._watermarks(self.replica.docs)
+            floor = remote_marks.get(self.ctx.writer, -1)
+            keys = await self.docs.keys(
+                f"origin = {sql_string(self.ctx.writer)} AND updated_at > {floor}"
+            )
+            pending = keys.num_rows
+        else:
+            pending = int(local_marks.get(self.ctx.writer) is not None)
+        base.remote_version = self.replica.remote_version
+        base.pending_changes = pending
+        base.in_sync = pending == 0 and self._replica_open
+        base.last_push, base.last_pull = self.last_push, self.last_pull
+        return base
+
+
+class S3PrimaryStore(LocalStore):
+    """S3 holds the table; a verified local replica serves reads within a staleness bound."""
+
+    def __init__(
+        self,
+        ctx: StoreContext,
+        remote: RemoteTable,
+        *,
+        cache: bool,
+        staleness_ms: int,
+        connect_s3: Callable[[], Any],
+    ) -> None:
+        super().__init__(ctx)
+        self.cache = cache
+        self.staleness_s = staleness_ms / 1000.0
+        self.replica = Replica(remote, ctx.user_dir / "cache", dim=ctx.dim, writer=ctx.writer)
+        self._connect_s3 = connect_s3
+        self._s3_db: Any = None
+        self.stale = False
+        self.last_refresh_report: SyncReport | None = None
+
+    async def open(self) -> None:
+        """Open the replica (pulling what it lacks) or, without a cache, the S3 table itself."""
+        stats = TransferStats()
+        if self.cache:
+            await self.replica.open(stats)
+            self._table = self.replica.table
+            self.docs = self.replica.docs
+        else:
+            import lancedb.index
+
+            from lancesync_bench.storage.schema import schema
+
+            self._s3_db = await self._connect_s3()
+            try:
+                self._table = await self._s3_db.open_table(TABLE_NAME)
+            except (ValueError, FileNotFoundError):
+                self._table = await self._s3_db.create_table(
+                    TABLE_NAME, schema=schema(self.ctx.dim)
+                )
+                await self._table.create_index("id", config=lancedb.index.BTree())
+        await self._init_clock(self.docs)
+
+    async def connection(self) -> Any:
+        """The user's S3 connection (the primary)."""
+        if self._s3_db is None:
+            self._s3_db = await self._connect_s3()
+        return self._s3_db
+
+    async def _commit(self, records: pa.Table) -> None:
+        if not self.cache:
+            await self.docs.append(records)
+            return
+        stats = TransferStats()
+        try:
+            await self.replica.commit(lambda d: d.append(records), stats)
+        except S3Error:
+            self.last_error = "write failed: S3 did not take the commit"
+            raise
+        self._table = self.replica.table
+
+    async def read_docs(self) -> DocTable:
+        """The replica, refreshed first when its view is older than the staleness bound."""
+        if self.cache and time.monotonic() - self.replica.last_refresh >= self.staleness_s:
+            await self.refresh()
+        return self.docs
+
+    async def refresh(self) -> SyncReport:
+        """Check S3 for newer versions and pull them into the cache."""
+        start = time.perf_counter()
+        stats = TransferStats()
+        try:
+            await self.replica.refresh(stats)
+        except S3Unavailable as exc:
+            self.stale = True
+            self.last_error = str(exc)
+            # Serve the cache; try S3 again after another staleness interval.
+            self.replica.last_refresh = time.monotonic()
+            return _report("refresh", self.ctx, stats, start, reachable=False, error=str(exc))
+        self.stale = False
+        self._table = self.replica.table
+        report = _report(
+            "refresh", self.ctx, stats, start, remote_version=self.replica.remote_version
+        )
+        self.last_refresh_report = report
+        return report
+
+    async def maintain(self) -> Any:
+        """Compact through the replica so that the result is committed to S3."""
+        if not self.cache:
+            return await self.docs.maintain(self.ctx.policy)
+        return await self.replica.commit(lambda d: d.maintain(self.ctx.policy), TransferStats())
+
+    async def status(self) -> StoreStatus:
+        """Cache and S3 versions, and whether reads may be stale."""
+        base = await super().status()
+        base.remote_version = self.replica.remote_version if self.cache else base.local_version
+        base.in_sync = (base.local_version == base.remote_version) and not self.stale
+        base.reads_may_be_stale = self.stale
+        base.reachable = not self.stale
+        return base
+
+
+def pa_filter_count(table: pa.Table, column: str, value: str) -> int:
+    """How many rows of ``table`` have ``column == value``."""
+    return int(pc.sum(pc.equal(table.column(column), value)).as_py() or 0)

@@ -1,0 +1,234 @@
+"""A local folder that mirrors one S3 Lance table: verified pulls, conflict-safe commits.
+
+The S3-primary mode reads from it (it is the cache) and commits through it; the sync mode
+uses one as its view of the shared remote table. A commit runs a LanceDB operation on the
+local copy, then pushes exactly the files it created, manifest last with
+``If-None-Match: *``. When another writer took that version first, the local attempt is
+rolled back, the new remote versions are pulled, and the operation runs again on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lancesync_bench.errors import IntegrityError, S3Error, SyncConflict
+from lancesync_bench.storage.doctable import DocTable
+from lancesync_bench.storage.schema import TABLE_NAME, schema
+from lancesync_bench.storage.transfer import (
+    FileInfo,
+    RemoteTable,
+    TransferStats,
+    latest_version,
+    local_files,
+    manifest_version,
+)
+
+__all__ = ["Replica"]
+
+T = TypeVar("T")
+# Each retry pulls the winner's version first, so a retry only loses to yet another write;
+# eight rounds cover bursts of contention without spinning forever.
+_MAX_COMMIT_ATTEMPTS = 8
+
+
+class Replica:
+    """A local mirror of the remote table ``remote`` in the folder ``root``."""
+
+    def __init__(self, remote: RemoteTable, root: Path, *, dim: int, writer: str) -> None:
+        self.remote = remote
+        self.root = root
+        self.table_dir = root / f"{TABLE_NAME}.lance"
+        self.dim = dim
+        self.writer = writer
+        self.lock = asyncio.Lock()
+        self.remote_version: int | None = None
+        self.last_refresh: float = 0.0
+        self._db: Any = None
+        self._table: Any = None
+        self._files: dict[str, int] = {}
+        self.docs = DocTable(lambda: self._table, dim=dim)
+
+    @property
+    def table(self) -> Any:
+        """The LanceDB table over the local copy."""
+        return self._table
+
+    def local_version(self) -> int:
+        """The newest version whose manifest is in the local copy (0 when empty)."""
+        return latest_version(local_files(self.table_dir))
+
+    async def _reopen(self) -> None:
+        import lancedb
+
+        self._db = await lancedb.connect_async(str(self.root))
+        self._table = await self._db.open_table(TABLE_NAME)
+
+    async def open(self, stats: TransferStats) -> None:
+        """Bring the local copy to the remote's latest version, creating the table if needed.
+
+        Local versions the remote never received (a crash between commit and push) are
+        pushed when they still fit on top of the remote, and dropped otherwise: they were
+        never acknowledged.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        remote_files = await asyncio.to_thread(self.remote.list_files, stats)
+        if not any(manifest_version(r) is not None for r in remote_files):
+            if not self.table_dir.exists():
+                await self._create_local()
+            try:
+                await asyncio.to_thread(
+                    self.remote.push,
+                    self.table_dir,
+                    list(local_files(self.table_dir)),
+                    stats,
+                    writer=self.writer,
+                )
+            except SyncConflict:
+                shutil.rmtree(self.table_dir, ignore_errors=True)
+                remote_files = await asyncio.to_thread(self.remote.list_files, stats)
+        await self._reconcile(remote_files, stats)
+        await self._reopen()
+        self._files = local_files(self.table_dir)
+        self.remote_version = self.local_version()
+        self.last_refresh = time.monotonic()
+
+    async def _create_local(self) -> None:
+        import lancedb
+        import lancedb.index
+
+        self._db = await lancedb.connect_async(str(self.root))
+        self._table = await self._db.create_table(TABLE_NAME, schema=schema(self.dim))
+        await self._table.create_index("id", config=lancedb.index.BTree())
+
+    async def _reconcile(self, remote_files: dict[str, FileInfo], stats: TransferStats) -> None:
+        local = local_files(self.table_dir)
+        extra = [r for r in local if r not in remote_files]
+        unpushed = [r for r in extra if manifest_version(r) is not None]
+        if unpushed:
+            try:
+                await asyncio.to_thread(
+                    self.remote.push, self.table_dir, extra, stats, writer=self.writer
+                )
+                return await self._reconcile(
+                    await asyncio.to_thread(self.remote.list_files, stats), stats
+                )
+            except SyncConflict:
+                for rel in extra:
+                    (self.table_dir / rel).unlink(missing_ok=True)
+        for rel, size in local.items():
+            info = remote_files.get(rel)
+            if info is not None and info.size != size:
+                raise IntegrityError(
+                    f"local copy {self.table_dir / rel} ({size} bytes) differs from S3 "
+                    f"({info.size} bytes); move the folder away to rebuild it from S3"
+                )
+        local = local_files(self.table_dir)
+        manifests = {
+            r: i for r, i in remote_files.items() if r not in local and manifest_version(r)
+        }
+        await self._pull_versions(manifests, stats, remote_files=remote_files)
+
+    async def refresh(self, stats: TransferStats) -> bool:
+        """Pull versions newer than the local copy; True when something new arrived.
+
+        One LIST of ``_versions/`` when nothing changed; otherwise one GET per new manifest
+        (its metadata lists the files it needs), and one per new file.
+        """
+        async with self.lock:
+            versions = await asyncio.to_thread(self.remote.list_versions, stats)
+            self.last_refresh = time.monotonic()
+            local_latest = self.local_version()
+            newer = {v: i for v, i in versions.items() if v > local_latest}
+            if not newer:
+                self.remote_version = max(versions, default=0)
+                return False
+            manifests = {i.path: i for i in newer.values()}
+            await self._pull_versions(manifests, stats)
+            self._files = local_files(self.table_dir)
+            await self._table.checkout_latest()
+            self.remote_version = max(versions)
+            return True
+
+    async def _pull_versions(
+        self,
+        manifests: dict[str, FileInfo],
+        stats: TransferStats,
+        *,
+        remote_files: dict[str, FileInfo] | None = None,
+    ) -> None:
+        """Install new versions: their files first (verified), their manifests last.
+
+        Each manifest's record (object metadata, or a sidecar object when long) names the
+        files its push added, with their SHA-256. A version without a record was written by
+        plain LanceDB; then every remote file missing here
+        is fetched, checked by size and ETag. ``remote_files``, when the caller has listed
+        the table already, adds every missing file (used when opening).
+        """
+        expected: list[FileInfo] = []
+        fetched: dict[str, bytes] = {}
+        foreign = False
+        for rel, info in manifests.items():
+            body, listed = await asyncio.to_thread(self.remote.get_manifest, info, stats)
+            if listed is None:
+                foreign = True
+            else:
+                expected += listed
+            fetched[rel] = body
+        if foreign or remote_files is not None:
+            if remote_files is None:
+                remote_files = await asyncio.to_thread(self.remote.list_files, stats)
+            known = {f.path for f in expected}
+            local = local_files(self.table_dir)
+            expected += [
+                i
+                for r, i in remote_files.items()
+                if r not in local and r not in known and manifest_version(r) is None
+            ]
+        todo = [f for f in expected if not (self.table_dir / f.path).exists()]
+        await asyncio.to_thread(self.remote.download, todo, self.table_dir, stats)
+        for rel in sorted(fetched, key=lambda r: manifest_version(r) or 0):
+            dest = self.table_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".lancesync-{dest.name}.part")
+            tmp.write_bytes(fetched[rel])
+            tmp.replace(dest)
+            stats.down(len(fetched[rel]))
+
+    async def commit(self, op: Callable[[DocTable], Awaitable[T]], stats: TransferStats) -> T:
+        """Run ``op`` on the local copy and push what it wrote; retry on a lost race."""
+        for _attempt in range(_MAX_COMMIT_ATTEMPTS):
+            async with self.lock:
+                before = self._files
+                result = await op(self.docs)
+                after = local_files(self.table_dir)
+                new = [r for r in after if r not in before]
+                try:
+                    await asyncio.to_thread(
+                        self.remote.push, self.table_dir, new, stats, writer=self.writer
+                    )
+                except SyncConflict:
+                    await self._rollback(new)
+                except S3Error:
+                    await self._rollback(new)
+                    raise
+                else:
+                    self._files = after
+                    self.remote_version = latest_version(after)
+                    return result
+            await self.refresh(stats)
+        raise SyncConflict(
+            f"gave up after {_MAX_COMMIT_ATTEMPTS} attempts: other writers kept committing first"
+        )
+
+    async def _rollback(self, new: list[str]) -> None:
+        """Forget a local commit the remote did not take, and reopen the table fresh."""
+        for rel in new:
+            (self.table_dir / rel).unlink(missing_ok=True)
+        (self.table_dir / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
+        # A fresh connection: the old one may hold the rolled-back manifest in its cache.
+        await self._reopen()

@@ -1,0 +1,516 @@
+"""Verified, ordered file transfers between a local Lance table folder and S3.
+
+Lance writes every file of a table once and never changes it; a version exists once its
+``_versions/*.manifest`` is written. The engine leans on exactly that:
+
+* uploads send data, deletion, index and transaction files first (in parallel), then a
+  small *sidecar* record of their sizes and SHA-256 sums, and the manifests last, each with
+  ``If-None-Match: *``. A manifest visible on S3 therefore always means that every file it
+  references is there, and two writers can never both claim one version.
+* downloads land in a temporary folder, are checked against the sidecar's size and SHA-256
+  (or, for files some other Lance writer made, against size and the MD5 ETag of a
+  single-part upload), and only then are renamed into the table folder.
+
+``_versions/latest_version_hint.json`` is the one mutable file Lance keeps locally; it is a
+hint only and is never transferred.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lancesync_bench.errors import IntegrityError, S3Error, S3Unavailable, SyncConflict
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+__all__ = [
+    "FileInfo",
+    "RemoteTable",
+    "TransferStats",
+    "is_manifest",
+    "latest_version",
+    "local_files",
+    "manifest_version",
+    "sha256_file",
+]
+
+_U64_MAX = 2**64 - 1
+_HINT = "_versions/latest_version_hint.json"
+# Files at or above this size go up in 8 MiB parts; below it one PUT is cheaper.
+_MULTIPART_THRESHOLD = 16 << 20
+_PART_SIZE = 8 << 20
+_CHUNK = 1 << 20
+
+
+_SIDECAR = "sidecar"
+# S3 allows 2 KB of user metadata per object; a record longer than this goes to a sidecar.
+_MAX_INLINE_RECORD = 1500
+
+
+def encode_files(files: Iterable[FileInfo]) -> str:
+    """``path|size|sha256`` entries joined by ``;`` (ASCII, fit for an S3 metadata header)."""
+    return ";".join(f"{f.path}|{f.size}|{f.sha256}" for f in files)
+
+
+def decode_files(record: str, where: str) -> list[FileInfo]:
+    """Parse :func:`encode_files` output; a damaged record is an :class:`IntegrityError`."""
+    files = []
+    for entry in filter(None, record.split(";")):
+        try:
+            path, size, sha = entry.split("|")
+            files.append(FileInfo(path, int(size), sha256=sha))
+        except ValueError:
+            raise IntegrityError(f"{where}: damaged file record {entry[:80]!r}") from None
+    return files
+
+
+def manifest_version(rel: str) -> int | None:
+    """The version number a ``_versions/<n>.manifest`` path names, else None.
+
+    Lance's newer naming stores ``u64::MAX - version`` so that names sort newest first;
+    the older naming stores the version itself.
+    """
+    if not rel.startswith("_versions/") or not rel.endswith(".manifest"):
+        return None
+    stem = rel[len("_versions/") : -len(".manifest")]
+    if not stem.isdigit():
+        return None
+    number = int(stem)
+    return _U64_MAX - number if number > 2**63 else number
+
+
+def is_manifest(rel: str) -> bool:
+    """Whether ``rel`` is a version manifest."""
+    return manifest_version(rel) is not None
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _scan(directory: str, prefix: str, out: dict[str, int]) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        rel = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            _scan(entry.path, rel + "/", out)
+        elif rel != _HINT and not entry.name.startswith(".lancesync-"):
+            with contextlib.suppress(FileNotFoundError):  # removed by a cleanup meanwhile
+                out[rel] = entry.stat(follow_symlinks=False).st_size
+
+
+def local_files(table_dir: Path) -> dict[str, int]:
+    """Relative path -> size of every transferable file in a local table folder.
+
+    ``_versions/`` is scanned first: Lance writes a version's files before its manifest, so
+    every manifest seen here has all its files on disk by the time the rest is scanned, even
+    while another task commits.
+    """
+    files: dict[str, int] = {}
+    root = str(table_dir)
+    _scan(os.path.join(root, "_versions"), "_versions/", files)
+    try:
+        tops = [e for e in os.scandir(root) if e.name != "_versions"]
+    except FileNotFoundError:
+        return files
+    for entry in tops:
+        if entry.is_dir(follow_symlinks=False):
+            _scan(entry.path, entry.name + "/", files)
+        elif not entry.name.startswith(".lancesync-"):
+            files[entry.name] = entry.stat().st_size
+    return files
+
+
+def latest_version(files: Iterable[str]) -> int:
+    """The newest manifest version among relative paths (0 when there is none)."""
+    return max((v for v in map(manifest_version, files) if v is not None), default=0)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A table file as S3 or a sidecar describes it."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+    etag: str | None = None
+
+
+@dataclass
+class TransferStats:
+    """Requests and bytes of one sync-like call; safe to update from transfer threads."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    files_up: int = 0
+    bytes_up: int = 0
+    files_down: int = 0
+    bytes_down: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, kind: str, n: int = 1) -> None:
+        """Record ``n`` requests of ``kind`` (GET, PUT, LIST, HEAD, DELETE, POST)."""
+        with self._lock:
+            self.requests[kind] += n
+
+    def up(self, size: int) -> None:
+        """Record one uploaded file."""
+        with self._lock:
+            self.files_up += 1
+            self.bytes_up += size
+
+    def down(self, size: int) -> None:
+        """Record one downloaded file."""
+        with self._lock:
+            self.files_down += 1
+            self.bytes_down += size
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "requests": dict(self.requests),
+            "requests_total": sum(self.requests.values()),
+            "files_up": self.files_up,
+            "bytes_up": self.bytes_up,
+            "files_down": self.files_down,
+            "bytes_down": self.bytes_down,
+        }
+
+
+def _s3_failure(exc: Exception, what: str) -> S3Error:
+    """Turn a botocore failure into this package's error, without leaking credentials."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status is not None and int(status) >= 500:
+            return S3Unavailable(f"{what}: S3 answered {status} {code}")
+        return S3Error(f"{what}: S3 refused with {code} (HTTP {status})")
+    return S3Unavailable(f"{what}: S3 is unreachable ({type(exc).__name__})")
+
+
+class RemoteTable:
+    """The S3 side of one Lance table, and verified transfers to and from a local folder."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        table_key: str,
+        sidecar_key: str,
+        *,
+        workers: int = 8,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.table_key = table_key.strip("/")
+        self.sidecar_key = sidecar_key.strip("/")
+        self.workers = workers
+
+    # -- listing -------------------------------------------------------------------------
+
+    def _list(self, prefix: str, stats: TransferStats) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            stats.count("LIST")
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_failure(exc, f"listing s3://{self.bucket}/{prefix}") from exc
+            items.extend(page.get("Contents", []))  # type: ignore[arg-type]
+            if not page.get("IsTruncated"):
+                return items
+            token = page.get("NextContinuationToken")
+
+    def list_versions(self, stats: TransferStats) -> dict[int, FileInfo]:
+        """Version -> manifest file, from one listing of ``_versions/``."""
+        out: dict[int, FileInfo] = {}
+        for item in self._list(f"{self.table_key}/_versions/", stats):
+            rel = item["Key"][len(self.table_key) + 1 :]
+            version = manifest_version(rel)
+            if version is not None:
+                out[version] = FileInfo(
+                    rel, int(item["Size"]), etag=item.get("ETag", "").strip('"')
+                )
+        return out
+
+    def list_files(self, stats: TransferStats) -> dict[str, FileInfo]:
+        """Every file of the remote table (manifests included)."""
+        out: dict[str, FileInfo] = {}
+        for item in self._list(f"{self.table_key}/", stats):
+            rel = item["Key"][len(self.table_key) + 1 :]
+            if rel and rel != _HINT:
+                out[rel] = FileInfo(rel, int(item["Size"]), etag=item.get("ETag", "").strip('"'))
+        return out
+
+    # -- sidecars ------------------------------------------------------------------------
+
+    def _sidecar_name(self, version: int, manifest_sha: str) -> str:
+        return f"{self.sidecar_key}/{version:020d}-{manifest_sha[:16]}.json"
+
+    def _get_sidecar(self, version: int, manifest_sha: str, stats: TransferStats) -> str:
+        key = self._sidecar_name(version, manifest_sha)
+        return self._get_bytes(key, stats).decode("ascii", "replace")
+
+    # -- upload --------------------------------------------------------------------------
+
+    def _put_file(self, local: Path, rel: str, sha: str, stats: TransferStats) -> None:
+        key = f"{self.table_key}/{rel}"
+        size = local.stat().st_size
+        try:
+            if size < _MULTIPART_THRESHOLD:
+                stats.count("PUT")
+                with open(local, "rb") as f:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=key, Body=f, Metadata={"sha256": sha}
+                    )
+            else:
+                from boto3.s3.transfer import TransferConfig
+
+                parts = -(-size // _PART_SIZE)
+                stats.count("POST", 2)
+                stats.count("PUT", parts)
+                self.client.upload_file(
+                    str(local),
+                    self.bucket,
+                    key,
+                    ExtraArgs={"Metadata": {"sha256": sha}},
+                    Config=TransferConfig(
+                        multipart_threshold=_MULTIPART_THRESHOLD,
+                        multipart_chunksize=_PART_SIZE,
+                        max_concurrency=4,
+                    ),
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_failure(exc, f"uploading {rel}") from exc
+        stats.up(size)
+
+    def _put_manifest(
+        self, local: Path, rel: str, sha: str, *, record: str, writer: str, stats: TransferStats
+    ) -> bool:
+        """Create the manifest only if absent; False when an identical one is already there."""
+        key = f"{self.table_key}/{rel}"
+        body = local.read_bytes()
+        stats.count("PUT")
+        metadata = {"sha256": sha, "lancesync-files": record, "lancesync-writer": writer}
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata=metadata
+            )
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status != 412:
+                raise _s3_failure(exc, f"committing {rel}") from exc
+            remote = self._get_bytes(key, stats)
+            if hashlib.sha256(remote).hexdigest() == sha:
+                return False  # our own earlier, interrupted push: the version is complete
+            version = manifest_version(rel)
+            raise SyncConflict(
+                f"version {version} of s3://{self.bucket}/{self.table_key} was committed by "
+                "another writer first"
+            ) from exc
+        except BotoCoreError as exc:
+            raise _s3_failure(exc, f"committing {rel}") from exc
+        stats.up(len(body))
+        return True
+
+    def push(
+        self,
+        local_dir: Path,
+        files: Iterable[str],
+        stats: TransferStats,
+        *,
+        writer: str,
+        hashes: dict[str, str] | None = None,
+    ) -> list[int]:
+        """Upload ``files`` (relative paths) in commit order; returns the versions created.
+
+        Non-manifest files and the sidecars go first, in parallel; manifests follow one at
+        a time, oldest first, each with ``If-None-Match: *``. Raises :class:`SyncConflict`
+        when another writer owns one of the versions.
+        """
+        hashes = dict(hashes or {})
+        rels = sorted(set(files))
+        manifests = sorted(
+            (r for r in rels if is_manifest(r)), key=lambda r: manifest_version(r) or 0
+        )
+        others = [r for r in rels if not is_manifest(r)]
+        for rel in rels:
+            if rel not in hashes:
+                hashes[rel] = sha256_file(local_dir / rel)
+        sizes = {r: (local_dir / r).stat().st_size for r in rels}
+        records: dict[str, str] = {}
+        sidecars: list[tuple[str, bytes]] = []
+        for i, rel in enumerate(manifests):
+            # The first manifest of a push carries the list of every file the push adds: once
+            # it is visible, all of them are on S3 (they were uploaded before it).
+            listed = others if i == 0 else []
+            record = encode_files([FileInfo(r, sizes[r], hashes[r]) for r in listed])
+            if len(record) > _MAX_INLINE_RECORD:
+                version = manifest_version(rel)
+                assert version is not None
+                sidecars.append((self._sidecar_name(version, hashes[rel]), record.encode()))
+                record = _SIDECAR
+            records[rel] = record
+
+        def put_sidecar(item: tuple[str, bytes]) -> None:
+            stats.count("PUT")
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=item[0], Body=item[1])
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_failure(exc, "uploading a sidecar") from exc
+
+        jobs = [lambda r=r: self._put_file(local_dir / r, r, hashes[r], stats) for r in others]
+        jobs += [lambda s=s: put_sidecar(s) for s in sidecars]
+        self._run_parallel(jobs)
+        created = []
+        for rel in manifests:
+            if self._put_manifest(
+                local_dir / rel, rel, hashes[rel], record=records[rel], writer=writer, stats=stats
+            ):
+                version = manifest_version(rel)
+                assert version is not None
+                created.append(version)
+        return created
+
+    # -- download ------------------------------------------------------------------------
+
+    def _get_bytes(self, key: str, stats: TransferStats) -> bytes:
+        stats.count("GET")
+        try:
+            data: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+        return data
+
+    def get_manifest(
+        self, info: FileInfo, stats: TransferStats
+    ) -> tuple[bytes, list[FileInfo] | None]:
+        """A remote manifest's bytes (verified) and the files its push added.
+
+        The file list is None for a manifest that plain LanceDB wrote (no record of ours).
+        """
+        key = f"{self.table_key}/{info.path}"
+        stats.count("GET")
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body: bytes = response["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+        meta = response.get("Metadata", {})
+        sha = meta.get("sha256")
+        if len(body) != info.size and info.size >= 0:
+            raise IntegrityError(f"{key}: {len(body)} bytes, S3 listed {info.size}; not installed")
+        if sha is not None and hashlib.sha256(body).hexdigest() != sha:
+            raise IntegrityError(
+                f"{key}: SHA-256 differs from the one recorded at upload; not installed"
+            )
+        record = meta.get("lancesync-files")
+        if record is None or sha is None:
+            return body, None
+        if record == _SIDECAR:
+            version = manifest_version(info.path)
+            assert version is not None
+            record = self._get_sidecar(version, sha, stats)
+        return body, decode_files(record, key)
+
+    def download(self, files: Iterable[FileInfo], table_dir: Path, stats: TransferStats) -> None:
+        """Fetch files into ``table_dir``, each verified before it is renamed into place."""
+        tmp_dir = table_dir.parent / f".lancesync-tmp-{table_dir.name}"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [lambda f=f: self._download_one(f, table_dir, tmp_dir, stats) for f in files]
+        self._run_parallel(jobs)
+
+    def _download_one(
+        self, info: FileInfo, table_dir: Path, tmp_dir: Path, stats: TransferStats
+    ) -> None:
+        key = f"{self.table_key}/{info.path}"
+        tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+        stats.count("GET")
+        sha = hashlib.sha256()
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            with open(tmp, "wb") as out:
+                for chunk in iter(lambda: body.read(_CHUNK), b""):
+                    out.write(chunk)
+                    sha.update(chunk)
+                    md5.update(chunk)
+                    size += len(chunk)
+        except (ClientError, BotoCoreError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise _s3_failure(exc, f"downloading {info.path}") from exc
+        problem = None
+        if size != info.size:
+            problem = f"size {size} bytes, expected {info.size}"
+        elif info.sha256 is not None and sha.hexdigest() != info.sha256:
+            problem = "SHA-256 differs from the one recorded at upload"
+        elif (
+            info.sha256 is None
+            and info.etag
+            and "-" not in info.etag
+            and md5.hexdigest() != info.etag
+        ):
+            problem = "MD5 differs from the object's ETag"
+        if problem:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"s3://{self.bucket}/{key} failed verification ({problem}); it was not installed"
+            )
+        dest = table_dir / info.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        stats.down(size)
+
+    def delete(self, rels: Iterable[str], stats: TransferStats) -> int:
+        """Delete remote table files (batch requests of up to 1000 keys)."""
+        keys = [f"{self.table_key}/{r}" for r in rels]
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            stats.count("POST")
+            try:
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_failure(exc, "deleting old files") from exc
+        return len(keys)
+
+    def _run_parallel(self, jobs: list[Any]) -> None:
+        if not jobs:
+            return
+        if len(jobs) == 1:
+            jobs[0]()
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+            futures = [pool.submit(job) for job in jobs]
+            errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
