@@ -209,6 +209,13 @@ class LanceDBStorageService:
         """
         return await (await self._store(user_id)).add(documents)
 
+    async def import_documents(self, user_id: str, table: Any) -> int:
+        """Add many documents given as one Arrow table (id, text, vector, optional metadata).
+
+        One commit for the whole table; the columns are checked before anything is written.
+        """
+        return await (await self._store(user_id)).import_table(table)
+
     async def get_document(self, user_id: str, doc_id: str) -> dict[str, Any] | None:
         """The document with ``doc_id``, or None."""
         return await (await self._store(user_id)).get(doc_id)

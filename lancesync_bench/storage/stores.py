@@ -135,6 +135,21 @@ class LocalStore:
         self._after_write()
         return int(records.num_rows)
 
+    async def import_table(self, table: pa.Table) -> int:
+        """Append a whole Arrow table of documents as one commit; returns how many."""
+        from lancesync_bench.storage.bulk import records_from_arrow
+
+        async with self.write_lock:
+            records = records_from_arrow(
+                table,
+                dim=self.ctx.dim,
+                origin=self.ctx.writer,
+                timestamps=self.clock.take(table.num_rows),
+            )
+            await self._commit(records)
+        self._after_write()
+        return int(records.num_rows)
+
     async def delete(self, ids: Sequence[str]) -> int:
         """Append tombstones for ``ids``; returns how many."""
         ids = list(ids)

@@ -1,0 +1,309 @@
+"""Benchmark scenarios: one TOML file each, loaded into frozen dataclasses.
+
+A scenario names a deployment (its ``env``: FRONTEND_TYPE, BACKEND_LOCATION, flags), the
+workload to run, the network profiles to run it under, and the targets to judge it by.
+The storage mode is never written in the file: the real configuration code resolves it
+from ``env`` (an optional ``expected_storage_mode`` is checked against the result, so a
+change in the rules shows up as a load error, not as a silently different benchmark).
+
+Every error is a :class:`ConfigError` naming the file and the key, for example
+``scenarios/web-cloud.toml: workload.sizes: expected a list of positive integers, got 'x'``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from lancesync_bench.config import LanceDBSyncConfig, StorageMode
+from lancesync_bench.errors import ConfigError
+from lancesync_bench.stats import Targets
+from lancesync_bench.workload import Workload
+
+__all__ = ["Profile", "Scenario", "Targets", "WorkloadSpec", "load_scenario", "load_scenarios"]
+# Targets lives in stats (beside Target and judge) and is re-exported here.
+
+# Placeholders that let the configuration validate; nothing is ever sent to them.
+_PLACEHOLDER_S3 = {
+    "S3_BUCKET": "scenario-check",
+    "S3_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "placeholder",
+    "AWS_SECRET_ACCESS_KEY": "placeholder",
+}
+# Runtime settings: the runner supplies them per run (its S3 endpoint, its temporary
+# folders). In a scenario file they would be stale at best and a leaked secret at worst.
+RUNTIME_KEYS = frozenset(_PLACEHOLDER_S3) | {
+    "S3_PREFIX",
+    "AWS_ENDPOINT_URL",
+    "AWS_SESSION_TOKEN",
+    "LOCAL_STORAGE_PATH",
+}
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A network profile: round-trip time and jitter the delay proxy adds to S3 traffic."""
+
+    name: str
+    rtt_ms: float
+    jitter_ms: float = 0.0
+    default: bool = False  # run when no profiles are named
+    max_size: int | None = None  # larger tables are skipped on this profile (time budget)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """What to generate and how often to measure (see the scenario files for the why)."""
+
+    sizes: tuple[int, ...]
+    dim: int
+    seed: int
+    quick_sizes: tuple[int, ...]
+    batch_size: int = 100  # a typical ingest chunk
+    repetitions: int = 100  # the fewest that support p99
+    quick_repetitions: int = 20  # the fewest that support p95
+    warmup: int = 5  # fills metadata caches and connection pools; cold is measured apart
+    queries: int = 100  # recall@10 over 100 queries moves in steps of 0.001
+    n_clusters: int = 32  # see Workload
+
+    def workload(self) -> Workload:
+        """The seeded document generator these settings describe."""
+        return Workload(self.seed, self.dim, n_clusters=self.n_clusters)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One deployment to benchmark; ``storage_mode`` comes from the real configuration code."""
+
+    name: str
+    description: str
+    path: str
+    env: Mapping[str, str]
+    storage_mode: StorageMode
+    workload: WorkloadSpec
+    profiles: tuple[Profile, ...]
+    targets: Targets
+
+    def profile(self, name: str) -> Profile:
+        """The profile called ``name``; ConfigError naming the choices when there is none."""
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.profiles)
+        raise ConfigError(f"{self.path}: profiles: no profile {name!r}; allowed: {known}")
+
+    def sizes(self, *, quick: bool = False) -> tuple[int, ...]:
+        """Table sizes to run: ``quick_sizes`` in quick mode."""
+        return self.workload.quick_sizes if quick else self.workload.sizes
+
+    def repetitions(self, *, quick: bool = False) -> int:
+        """Timed repetitions per operation: ``quick_repetitions`` in quick mode."""
+        return self.workload.quick_repetitions if quick else self.workload.repetitions
+
+    def cells(
+        self, *, quick: bool = False, profiles: Sequence[str] | None = None
+    ) -> list[tuple[Profile, int]]:
+        """(profile, size) pairs to run: the default profiles unless named, minus skips."""
+        picked = [self.profile(n) for n in profiles or ()]
+        chosen = picked or [p for p in self.profiles if p.default]
+        return [
+            (p, size)
+            for p in chosen
+            for size in self.sizes(quick=quick)
+            if p.max_size is None or size <= p.max_size
+        ]
+
+    def config_env(self, runtime: Mapping[str, str]) -> dict[str, str]:
+        """``env`` plus runtime settings (S3 endpoint, paths) for ``LanceDBSyncConfig``.
+
+        ``os.environ`` is deliberately not merged: a cloud indicator on the benchmark
+        machine must not change the mode a scenario stands for.
+        """
+        return {**self.env, **runtime}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description of the scenario as run (for results.json)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "file": self.path,
+            "env": dict(self.env),
+            "storage_mode": self.storage_mode.value,
+            "workload": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.workload).items()
+            },
+            "profiles": [asdict(p) for p in self.profiles],
+            "targets": asdict(self.targets),
+        }
+
+
+_REQUIRED: Any = object()  # marks a key without a default
+Check = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(v: Any, minimum: int, maximum: int = 2**63 - 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= maximum
+
+
+def _is_number(v: Any) -> bool:
+    ok = isinstance(v, int | float) and not isinstance(v, bool)
+    return ok and math.isfinite(v) and v >= 0
+
+
+def _is_sizes(v: Any) -> bool:
+    ok = isinstance(v, list) and bool(v) and all(_is_int(x, 1) for x in v)
+    return ok and len(set(v)) == len(v)
+
+
+_POS: Check = (lambda v: _is_int(v, 1), "a positive integer")
+_MS: Check = (_is_number, "a number of ms >= 0")
+_TEXT: Check = (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string")
+_TABLE: Check = (lambda v: isinstance(v, dict), "a table")
+_SIZES: Check = (_is_sizes, "a list of distinct positive integers")
+_TOP: dict[str, tuple[Check, Any]] = {
+    "name": ((lambda v: isinstance(v, str) and bool(_NAME_RE.match(v)), "1-64 of a-z0-9-_"), None),
+    "description": (_TEXT, _REQUIRED),
+    "expected_storage_mode": (_TEXT, None),
+    "env": (_TABLE, _REQUIRED),
+    "workload": (_TABLE, _REQUIRED),
+    "profiles": (_TABLE, _REQUIRED),
+    "targets": (_TABLE, {}),
+}
+_POSITIVE = ("batch_size", "repetitions", "quick_repetitions", "queries", "n_clusters")
+_WORKLOAD: dict[str, tuple[Check, Any]] = {
+    "sizes": (_SIZES, _REQUIRED),
+    "quick_sizes": (_SIZES, None),
+    "dim": ((lambda v: _is_int(v, 1, 16384), "an integer from 1 to 16384"), _REQUIRED),
+    "seed": ((lambda v: _is_int(v, 0), "an integer from 0 to 2**63-1"), _REQUIRED),
+    "warmup": ((lambda v: _is_int(v, 0), "an integer >= 0"), WorkloadSpec.warmup),
+} | {k: (_POS, getattr(WorkloadSpec, k)) for k in _POSITIVE}
+_PROFILE: dict[str, tuple[Check, Any]] = {
+    "rtt_ms": (_MS, _REQUIRED),
+    "jitter_ms": (_MS, 0.0),
+    "default": ((lambda v: isinstance(v, bool), "true or false"), False),
+    "max_size": (_POS, None),
+    "description": ((lambda v: isinstance(v, str), "a string"), ""),
+}
+_TARGETS: dict[str, tuple[Check, Any]] = {
+    name: ((lambda v: _is_number(v) and v > 0, "a positive number"), f.default)
+    for name, f in Targets.__dataclass_fields__.items()
+} | {"vector_top10_size": (_POS, 100_000)}
+
+
+def _read(
+    path: str, data: Mapping[str, Any], prefix: str, spec: Mapping[str, tuple[Check, Any]]
+) -> dict[str, Any]:
+    """Check ``data`` against ``spec``: no unknown keys, required keys present, types right."""
+    dot = f"{prefix}." if prefix else ""
+    for key in data:
+        if key not in spec:
+            raise ConfigError(f"{path}: {dot}{key}: unknown key; allowed: {', '.join(spec)}")
+    out = {}
+    for key, ((check, expected), default) in spec.items():
+        if key not in data:
+            if default is _REQUIRED:
+                raise ConfigError(f"{path}: {dot}{key}: required key is missing ({expected})")
+            out[key] = default
+        elif not check(data[key]):
+            raise ConfigError(f"{path}: {dot}{key}: expected {expected}, got {data[key]!r}")
+        else:
+            out[key] = data[key]
+    return out
+
+
+def _parse_env(path: str, data: Mapping[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for key, raw in data.items():
+        if not _ENV_KEY_RE.match(key):
+            raise ConfigError(f"{path}: env.{key}: expected an upper-case variable name")
+        if key in RUNTIME_KEYS:
+            raise ConfigError(f"{path}: env.{key}: the runner sets it per run; remove it")
+        if isinstance(raw, bool):  # TOML booleans read naturally; the config wants strings
+            env[key] = "true" if raw else "false"
+        elif isinstance(raw, str | int):
+            env[key] = str(raw)
+        else:
+            raise ConfigError(f"{path}: env.{key}: expected a string or boolean, got {raw!r}")
+    if "FRONTEND_TYPE" not in env:
+        raise ConfigError(f"{path}: env.FRONTEND_TYPE: required key is missing (web or desktop)")
+    return env
+
+
+def _parse_profiles(path: str, data: Mapping[str, Any]) -> tuple[Profile, ...]:
+    profiles = []
+    for name, table in data.items():
+        if not _NAME_RE.match(name):
+            raise ConfigError(f"{path}: profiles.{name}: a name is 1-64 of a-z, 0-9, '-', '_'")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: profiles.{name}: expected a table, got {table!r}")
+        fields = _read(path, table, f"profiles.{name}", _PROFILE)
+        rtt, jitter = float(fields.pop("rtt_ms")), float(fields.pop("jitter_ms"))
+        profiles.append(Profile(name=name, rtt_ms=rtt, jitter_ms=jitter, **fields))
+    if not any(p.default for p in profiles):
+        raise ConfigError(f"{path}: profiles: expected at least one profile with default = true")
+    return tuple(profiles)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file; raise ConfigError naming the file and key."""
+    where = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    top = _read(where, data, "", _TOP)
+    env = _parse_env(where, top["env"])
+    try:
+        mode = LanceDBSyncConfig.from_env({**_PLACEHOLDER_S3, **env}).storage_mode
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: env: {exc}") from None
+    expected = top["expected_storage_mode"]
+    if expected is not None and expected != mode.value:
+        raise ConfigError(
+            f"{where}: expected_storage_mode: env resolves to {mode.value!r}, not {expected!r}"
+        )
+    w = _read(where, top["workload"], "workload", _WORKLOAD)
+    w["sizes"] = tuple(w["sizes"])
+    w["quick_sizes"] = tuple(w["quick_sizes"] or [min(w["sizes"])])
+    targets: dict[str, Any] = _read(where, top["targets"], "targets", _TARGETS)
+    targets = {k: float(v) if k.endswith("_ms") else v for k, v in targets.items()}
+    if targets["s3_min_ms"] >= targets["s3_max_ms"]:
+        raise ConfigError(f"{where}: targets.s3_min_ms: must be below targets.s3_max_ms")
+    return Scenario(
+        name=top["name"] or Path(path).stem,
+        description=top["description"],
+        path=where,
+        env=MappingProxyType(env),
+        storage_mode=mode,
+        workload=WorkloadSpec(**w),
+        profiles=_parse_profiles(where, top["profiles"]),
+        targets=Targets(**targets),
+    )
+
+
+def load_scenarios(directory: str | Path, names: Sequence[str] | None = None) -> list[Scenario]:
+    """Load every ``*.toml`` in ``directory`` (sorted by name), or only ``names``, in order."""
+    found: dict[str, Scenario] = {}
+    for file in sorted(Path(directory).glob("*.toml")):
+        scenario = load_scenario(file)
+        if scenario.name in found:
+            raise ConfigError(f"{file}: name: {scenario.name!r} is also used by another file")
+        found[scenario.name] = scenario
+    if names is None:
+        return list(found.values())
+    for n in names:
+        if n not in found:
+            known = ", ".join(found) or "(none found)"
+            raise ConfigError(f"{directory}: no scenario {n!r}; allowed: {known}")
+    return [found[n] for n in names]

@@ -1,0 +1,140 @@
+"""Scenario files: the shipped four load and resolve; malformed files name file and key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lancesync_bench.config import StorageMode
+from lancesync_bench.errors import ConfigError
+from lancesync_bench.scenarios import load_scenario, load_scenarios
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+VALID = """
+description = "test scenario"
+[env]
+FRONTEND_TYPE = "web"
+BACKEND_LOCATION = "cloud"
+[workload]
+sizes = [100, 1000]
+dim = 8
+seed = 1
+[profiles.loopback]
+rtt_ms = 0
+default = true
+[profiles.far]
+rtt_ms = 80
+max_size = 100
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("web-cloud", StorageMode.S3_PRIMARY_LOCAL_CACHE),
+        ("web-local", StorageMode.LOCAL_PRIMARY_S3_SYNC),
+        ("desktop-cloud", StorageMode.LOCAL_PRIMARY_S3_BACKUP),
+        ("desktop-local", StorageMode.LOCAL_PRIMARY_S3_BACKUP),
+    ],
+)
+def test_shipped_scenario_resolves_to_expected_mode(name: str, mode: StorageMode) -> None:
+    scenario = load_scenario(SCENARIOS / f"{name}.toml")
+    assert scenario.name == name and scenario.storage_mode is mode
+    assert scenario.workload.dim == 384 and scenario.workload.repetitions >= 100
+    assert {p.name for p in scenario.profiles if p.default} == {"loopback", "same-region"}
+    assert scenario.targets.local_read_ms == 10.0 and scenario.targets.s3_max_ms == 200.0
+    json.dumps(scenario.to_dict())
+
+
+def test_load_scenarios_all_and_by_name() -> None:
+    names = [s.name for s in load_scenarios(SCENARIOS)]
+    assert names == ["desktop-cloud", "desktop-local", "web-cloud", "web-local"]
+    assert [s.name for s in load_scenarios(SCENARIOS, ["web-local", "web-cloud"])] == [
+        "web-local",
+        "web-cloud",
+    ]
+    with pytest.raises(ConfigError, match="no scenario 'mobile'"):
+        load_scenarios(SCENARIOS, ["mobile"])
+
+
+def test_quick_mode_is_small() -> None:
+    for s in load_scenarios(SCENARIOS):
+        assert all(size <= 1000 for _, size in s.cells(quick=True))
+        assert s.repetitions(quick=True) < s.repetitions()
+
+
+def _write(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_minimal_file_uses_defaults(tmp_path: Path) -> None:
+    s = load_scenario(_write(tmp_path, VALID, "mini.toml"))
+    assert s.name == "mini" and s.storage_mode is StorageMode.S3_PRIMARY_LOCAL_CACHE
+    assert s.workload.quick_sizes == (100,) and s.workload.batch_size == 100
+    assert [(p.name, n) for p, n in s.cells()] == [("loopback", 100), ("loopback", 1000)]
+    assert [(p.name, n) for p, n in s.cells(profiles=["far"])] == [("far", 100)]
+    assert s.config_env({"S3_BUCKET": "b"}) == {**s.env, "S3_BUCKET": "b"}
+    with pytest.raises(ConfigError, match="no profile 'moon'"):
+        s.cells(profiles=["moon"])
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "detail"),
+    [
+        (("sizes = [100, 1000]", "sizes = 'x'"), "workload.sizes", "got 'x'"),
+        (("sizes = [100, 1000]", "sizes = [100, -1]"), "workload.sizes", "positive"),
+        (("dim = 8", "dim = true"), "workload.dim", "got True"),
+        (("dim = 8", "dim = 8\nsizez = [1]"), "workload.sizez", "unknown key"),
+        (("seed = 1\n", ""), "workload.seed", "required key is missing"),
+        (('description = "test scenario"', ""), "description", "required"),
+        (("rtt_ms = 80", "rtt_ms = -5"), "profiles.far.rtt_ms", "ms >= 0"),
+        (("default = true", "default = 'yes'"), "profiles.loopback.default", "true or false"),
+        (("max_size = 100", "max_size = 100\ncolour = 1"), "profiles.far.colour", "unknown"),
+        (("default = true", "default = false"), "profiles", "default = true"),
+        (('FRONTEND_TYPE = "web"', 'FRONTEND_TYPE = "mobile"'), "env", "FRONTEND_TYPE"),
+        (('FRONTEND_TYPE = "web"', ""), "env.FRONTEND_TYPE", "required"),
+        (('BACKEND_LOCATION = "cloud"', 'AWS_SECRET_ACCESS_KEY = "k"'), "env.AWS_SECRET", "run"),
+        (("[env]", 'expected_storage_mode = "local_only"\n[env]'), "expected_storage_mode", ""),
+        (("[workload]", "[targets]\ns3_min_ms = 300\n[workload]"), "targets.s3_min_ms", ""),
+        (("[workload]", "[targets]\nlocal_read_ms = 0\n[workload]"), "targets.local_read", ""),
+    ],
+)
+def test_malformed_file_names_file_and_key(
+    tmp_path: Path, change: tuple[str, str], key: str, detail: str
+) -> None:
+    old, new = change
+    assert old in VALID
+    path = _write(tmp_path, VALID.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert key in message and detail in message, message
+
+
+def test_bad_toml_syntax_and_missing_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'description = "unterminated\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
+        load_scenario(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_scenario(tmp_path / "absent.toml")
+
+
+def test_error_message_format(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID.replace("sizes = [100, 1000]", "sizes = 'x'"), "web-cloud.toml")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    assert str(info.value) == (
+        f"{path}: workload.sizes: expected a list of distinct positive integers, got 'x'"
+    )
+
+
+def test_duplicate_names_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path, 'name = "same"\n' + VALID, "a.toml")
+    _write(tmp_path, 'name = "same"\n' + VALID, "b.toml")
+    with pytest.raises(ConfigError, match=r"b\.toml: name"):
+        load_scenarios(tmp_path)
