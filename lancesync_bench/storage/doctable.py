@@ -8,6 +8,7 @@ and nothing about sync. The live document of an id is its record with the greate
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -239,7 +240,11 @@ class DocTable:
         before = await self.fragment_count()
         dead = await self.dead_row_ids(keep_tombstones=policy.keep_tombstones)
         await self.remove_rows(dead)
-        await self.table.optimize(cleanup_older_than=policy.cleanup_older_than)
+        with warnings.catch_warnings():
+            # LanceDB warns that cleanup_older_than=0 breaks other processes reading older
+            # versions; each table here has one owner process, whose readers follow latest.
+            warnings.simplefilter("ignore", UserWarning)
+            await self.table.optimize(cleanup_older_than=policy.cleanup_older_than)
         built = await self.ensure_indexes(policy)
         after = await self.fragment_count()
         return MaintenanceReport(

@@ -1,0 +1,96 @@
+"""Timing one operation many times: raw samples with the S3 requests each one made."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lancesync_bench.netem import S3Proxy
+from lancesync_bench.results import Phase, SampleRow
+
+__all__ = ["CellKey", "Recorder"]
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """Which (scenario, mode, profile, size) a sample belongs to."""
+
+    scenario: str
+    storage_mode: str
+    profile: str
+    size: int
+
+
+@dataclass
+class Recorder:
+    """Collects :class:`~lancesync_bench.results.SampleRow` rows for one cell.
+
+    Each operation is timed alone with ``perf_counter_ns`` (closed loop: the next starts
+    when the previous one ended). When a proxy sits on the S3 path, the requests and bytes
+    it saw during the operation are stored with the sample.
+    """
+
+    key: CellKey
+    proxy: S3Proxy | None = None
+    samples: list[SampleRow] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def run(
+        self,
+        operation: str,
+        fn: Callable[[int], Awaitable[Any]],
+        *,
+        repetitions: int,
+        warmup: int = 0,
+        path: str = "service",
+        phase: Phase = "warm",
+        first_iteration: int = 0,
+    ) -> list[Any]:
+        """Call ``fn(i)`` ``warmup`` times (recorded as warm-up) then ``repetitions`` times.
+
+        Returns the results of the timed calls (for recall checks and the like).
+        ``first_iteration`` numbers samples of an operation timed in several calls.
+        """
+        for i in range(warmup):
+            await self._one(operation, fn, i, where=(path, "warmup", i))
+        return [
+            await self._one(operation, fn, warmup + i, where=(path, phase, first_iteration + i))
+            for i in range(repetitions)
+        ]
+
+    async def _one(
+        self,
+        operation: str,
+        fn: Callable[[int], Awaitable[Any]],
+        arg: int,
+        *,
+        where: tuple[str, Phase, int],
+    ) -> Any:
+        path, phase, iteration = where
+        before = self.proxy.snapshot() if self.proxy is not None else None
+        start = time.perf_counter_ns()
+        result = await fn(arg)
+        elapsed = time.perf_counter_ns() - start
+        requests = transferred = None
+        if before is not None and self.proxy is not None:
+            delta = self.proxy.snapshot() - before
+            requests = delta.total
+            transferred = delta.bytes_up + delta.bytes_down
+        self.samples.append(
+            SampleRow(
+                scenario=self.key.scenario,
+                storage_mode=self.key.storage_mode,
+                profile=self.key.profile,
+                size=self.key.size,
+                operation=operation,
+                path=path,
+                phase=phase,
+                iteration=iteration,
+                latency_ms=elapsed / 1e6,
+                requests=requests,
+                bytes=transferred,
+            )
+        )
+        return result
