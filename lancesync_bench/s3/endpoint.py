@@ -78,7 +78,7 @@ class S3Endpoint:
             "config": Config(
                 connect_timeout=t.connect_s,
                 read_timeout=t.request_s,
-                retries={"max_attempts": t.max_retries + 1, "mode": "standard"},
+                retries={"total_max_attempts": t.max_retries + 1, "mode": "standard"},
                 s3={"addressing_style": "path"},
                 max_pool_connections=32,
                 # Checksums only when an operation requires them: third-party servers differ
