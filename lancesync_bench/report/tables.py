@@ -1,0 +1,190 @@
+"""Tables of a run: verdicts (as a figure too), statistics with S3 traffic, baseline ratios.
+
+The frames here feed both the HTML page and the figures, so the page and the PNGs can
+never disagree about a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from lancesync_bench.report.data import (
+    BASELINE_PREFIX,
+    SERVICE,
+    ReportData,
+    operation_sort_key,
+)
+from lancesync_bench.report.style import STATUS_COLORS, new_figure
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "STATUS_ORDER",
+    "baseline_ratios",
+    "stats_table",
+    "verdict_counts",
+    "verdict_figure",
+    "verdict_table",
+]
+
+# Failures first: the row a reader must see is the top one.
+STATUS_ORDER = ("FAIL", "PASS", "BELOW", "N/A")
+_VERDICT_COLUMNS = (
+    "scenario",
+    "profile",
+    "size",
+    "operation",
+    "target",
+    "criterion",
+    "value",
+    "status",
+    "note",
+)
+
+
+def _fmt_ms(value: object) -> str:
+    """Milliseconds with two decimals; "-" for a missing figure (None or NaN)."""
+    number = float(value) if isinstance(value, int | float) else math.nan
+    return "-" if math.isnan(number) else f"{number:.2f}"
+
+
+def _profile_rank(data: ReportData, profiles: Iterable[object]) -> list[int]:
+    """Each profile's position from the fastest network (loopback) to the slowest."""
+    order = data.profiles()
+    return [order.index(str(p)) if str(p) in order else len(order) for p in profiles]
+
+
+def verdict_table(data: ReportData) -> pd.DataFrame:
+    """The verdict rows, failures first, with ``value`` as text in ms ("-" for N/A)."""
+    import pandas as pd
+
+    v = data.verdicts
+    if v.empty:
+        return pd.DataFrame(columns=list(_VERDICT_COLUMNS))
+    out = v.assign(
+        value=[_fmt_ms(x) for x in v["value_ms"]],
+        _rank=[
+            STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER) for s in v["status"]
+        ],
+        _op=[operation_sort_key(str(o))[0] for o in v["operation"]],
+        _net=_profile_rank(data, v["profile"]),
+    )
+    out = out.sort_values(["_rank", "scenario", "_net", "size", "_op", "operation", "target"])
+    return out[list(_VERDICT_COLUMNS)].reset_index(drop=True)
+
+
+def verdict_counts(data: ReportData) -> dict[str, int]:
+    """How many verdicts have each status, in :data:`STATUS_ORDER` (zeros included)."""
+    statuses = [str(s) for s in data.verdicts["status"]] if len(data.verdicts) else []
+    return {s: statuses.count(s) for s in STATUS_ORDER}
+
+
+def stats_table(data: ReportData) -> pd.DataFrame:
+    """Per (scenario, profile, size, operation, path, phase): n, p50/p95/p99/max and S3 traffic.
+
+    Latency figures come from the run's own ``stats`` rows (a percentile n cannot support
+    stays empty); requests and bytes are medians over the samples.
+    """
+    import pandas as pd
+
+    keys = ["scenario", "profile", "size", "operation", "path", "phase"]
+    st = data.stats
+    st = st[st["phase"] != "warmup"] if len(st) else st
+    cols = [*keys, "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "kib"]
+    if st.empty:
+        return pd.DataFrame(columns=cols)
+    s = data.samples[data.samples["phase"] != "warmup"]
+    traffic = (
+        s.groupby(keys, observed=True)[["requests", "bytes"]]
+        .median()
+        .reset_index()
+        .astype({"size": "int64"})
+    )
+    out = st.astype({"size": "int64"}).merge(traffic, on=keys, how="left")
+    out["kib"] = out["bytes"] / 1024
+    out["_op"] = [operation_sort_key(str(o))[0] for o in out["operation"]]
+    out["_svc"] = out["path"] != SERVICE
+    out["_net"] = _profile_rank(data, out["profile"])
+    out = out.sort_values(["scenario", "_net", "size", "_svc", "path", "_op", "operation"])
+    return out[cols].reset_index(drop=True)
+
+
+def baseline_ratios(data: ReportData) -> pd.DataFrame:
+    """Baseline median over service median for every operation both measured.
+
+    Columns: scenario, profile, size, label, baseline (name without ``baseline:``),
+    service_ms, baseline_ms, ratio. Empty when no baseline shares an operation with the
+    service.
+    """
+    import pandas as pd
+
+    frame = data.timed(path=None)
+    keys = ["scenario", "profile", "size", "label"]
+    med = frame.groupby([*keys, "path"], observed=True)["latency_ms"].median().reset_index()
+    svc = med[med["path"] == SERVICE].drop(columns="path")
+    base = med[med["path"].str.startswith(BASELINE_PREFIX)]
+    cols = [*keys, "baseline", "service_ms", "baseline_ms", "ratio"]
+    if svc.empty or base.empty:
+        return pd.DataFrame(columns=cols)
+    both = base.merge(svc, on=keys, suffixes=("_b", "_s"))
+    both = both[both["latency_ms_s"] > 0]
+    return pd.DataFrame(
+        {
+            **{k: both[k] for k in keys},
+            "baseline": both["path"].str.removeprefix(BASELINE_PREFIX),
+            "service_ms": both["latency_ms_s"],
+            "baseline_ms": both["latency_ms_b"],
+            "ratio": both["latency_ms_b"] / both["latency_ms_s"],
+        },
+        columns=cols,
+    ).reset_index(drop=True)
+
+
+def verdict_figure(data: ReportData) -> Figure | None:
+    """The verdict table as a figure: one row per verdict, the status cell coloured.
+
+    For PNG output and notebooks; the HTML page has the same table as HTML. None: the run
+    holds no verdicts.
+    """
+    table = verdict_table(data)
+    if table.empty:
+        return None
+    shown = table.drop(columns="note")
+    shown["size"] = [f"{int(v):,}" for v in shown["size"]]
+    # 8 in holds the eight columns at 8.5 pt and the title; a row is ~0.26 in when drawn.
+    fig = new_figure(8.0, 0.26 * (len(shown) + 1) + 1.0)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    cells = shown.astype(str).to_numpy().tolist()
+    colors = [
+        ["white"] * (len(shown.columns) - 1) + [STATUS_COLORS.get(row[-1], "white")]
+        for row in cells
+    ]
+    drawn = ax.table(
+        cellText=cells,
+        colLabels=[c if c != "value" else "value (ms)" for c in shown.columns],
+        cellColours=colors,
+        colColours=["#DDDDDD"] * len(shown.columns),
+        loc="upper center",
+        cellLoc="left",
+    )
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(8.5)
+    drawn.auto_set_column_width(list(range(len(shown.columns))))
+    drawn.scale(1.0, 1.25)
+    for (row, col), cell in drawn.get_celld().items():
+        if row > 0 and col == len(shown.columns) - 1 and cells[row - 1][-1] == "FAIL":
+            cell.get_text().set_fontweight("bold")  # the status word carries it, not colour alone
+    counts = verdict_counts(data)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    fig.suptitle(
+        f"Verdicts against the documented targets (run {data.run_id})\n{summary}. "
+        "BELOW = faster than the S3 band's lower edge:\nexpected on loopback or emulated "
+        "networks, not a failure. N/A = too few samples for the statistic.",
+        fontsize=10,
+    )
+    return fig

@@ -1,0 +1,308 @@
+"""`lancesync-bench report` and the report package on small synthetic runs.
+
+The runs are written with the real results envelope (``results.write_run``), so the report
+reads exactly what a benchmark run leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lancesync_bench import report
+from lancesync_bench.bench.verdicts import stats_rows
+from lancesync_bench.cli import main
+from lancesync_bench.results import SampleRow, VerdictRow, write_run
+
+# Not a secret the redaction knows by key name: only the report's own care keeps it out.
+PLANTED = "AKIAPLANTED0SECRET0VALUE"
+PROFILES = [
+    {"name": "loopback", "rtt_ms": 0.0, "jitter_ms": 0.0},
+    {"name": "same-region", "rtt_ms": 20.0, "jitter_ms": 2.0},
+]
+# (scenario, storage mode, operation, phase, median ms on loopback, n, S3 requests)
+OPS: list[tuple[str, str, str, str, float, int, int]] = [
+    ("desktop-local", "local_primary_s3_backup", "cold_read", "cold", 150.0, 3, 0),
+    ("desktop-local", "local_primary_s3_backup", "point_read", "warm", 2.5, 20, 0),
+    ("desktop-local", "local_primary_s3_backup", "add_1", "warm", 4.0, 20, 0),
+    ("desktop-local", "local_primary_s3_backup", "backup_after_add_1", "warm", 80.0, 20, 4),
+    ("web-cloud", "s3_primary_local_cache", "point_read", "warm", 3.0, 20, 0),
+    ("web-cloud", "s3_primary_local_cache", "miss_read", "warm", 70.0, 20, 4),
+]
+BASELINE = "baseline:aws-s3-sync"
+VERDICTS: list[tuple[str, str, str, str, str, float | None, str]] = [
+    ("desktop-local", "loopback", "add_1", "local_write", "FAIL", 12.5, "slow write note"),
+    ("desktop-local", "loopback", "point_read", "local_read", "PASS", 3.1, "fast read note"),
+    ("web-cloud", "loopback", "miss_read", "s3_read", "BELOW", 41.0, "below band note"),
+    ("web-cloud", "same-region", "point_read", "local_point_read", "N/A", None, "n=20 note"),
+]
+
+
+_KEY = ("scenario", "storage_mode", "profile", "size", "operation", "path", "phase")
+
+
+def _rows(key: tuple[Any, ...], values: Any, requests: int | None) -> list[SampleRow]:
+    """One sample row per value, for ``key`` = (scenario, mode, profile, size, op, path, phase)."""
+    out = []
+    for i, ms in enumerate(values):
+        row: dict[str, Any] = dict(zip(_KEY, key, strict=True))
+        row |= {
+            "iteration": i,
+            "latency_ms": float(ms),
+            "requests": requests,
+            "bytes": None if requests is None else requests * 4096,
+        }
+        out.append(cast(SampleRow, row))
+    return out
+
+
+def _samples(*, sizes: tuple[int, ...], profiles: list[str], extras: bool) -> list[SampleRow]:
+    """Lognormal latencies; RTT adds requests x 20 ms; a baseline and a sweep when ``extras``."""
+    rng = np.random.default_rng(7)
+    rows: list[SampleRow] = []
+    for scenario, mode, op, phase, median, n, requests in OPS:
+        for profile in profiles:
+            rtt = 20.0 if profile == "same-region" else 0.0
+            for size in sizes:
+                grow = (size / 1000) ** 0.3
+                values = (median * grow + requests * rtt) * np.exp(rng.normal(0, 0.1, n))
+                key = (scenario, mode, profile, size, op)
+                rows += _rows((*key, "service", phase), values, requests)
+                if extras and op == "backup_after_add_1":
+                    # the baseline: five times the service's time, ten times its requests
+                    rows += _rows((*key, BASELINE, phase), values * 5.0, requests * 10)
+    if extras:
+        for users in (1, 4, 16):
+            values = 2.5 * users**0.5 * np.exp(rng.normal(0, 0.1, 20))
+            op = f"sweep_point_read_u{users}"
+            key = ("desktop-local", "local_primary_s3_backup", "loopback", sizes[0], op)
+            rows += _rows((*key, "service", "warm"), values, 0)
+    return rows
+
+
+def _verdicts() -> list[VerdictRow]:
+    out = []
+    for scenario, profile, op, target, status, value, note in VERDICTS:
+        row: dict[str, Any] = {
+            "scenario": scenario,
+            "storage_mode": "local_primary_s3_backup",
+            "profile": profile,
+            "size": 1000,
+            "operation": op,
+            "path": "service",
+            "target": target,
+            "criterion": "p95 < 10 ms",
+            "status": status,
+            "value_ms": value,
+            "note": note,
+        }
+        out.append(cast(VerdictRow, row))
+    return out
+
+
+def _write(
+    folder: Path,
+    *,
+    sizes: tuple[int, ...] = (1000, 10000),
+    profiles: tuple[str, ...] = ("loopback", "same-region"),
+    extras: bool,
+) -> Path:
+    samples = _samples(sizes=sizes, profiles=list(profiles), extras=extras)
+    metadata = {
+        "git_commit": "0123456789abcdef",
+        "s3": {
+            "provider": "seaweedfs-embedded",
+            "provider_version": "4.48",
+            "kind": "embedded",
+            "url": f"http://127.0.0.1:9000/?k={PLANTED}",
+            "access_key_id": PLANTED,
+        },
+        "profiles": [p for p in PROFILES if p["name"] in profiles],
+    }
+    scenario = {"name": "desktop-local", "targets": {"local_read_ms": 10.0, "s3_min_ms": 50.0}}
+    write_run(
+        folder,
+        metadata=metadata,
+        scenarios=[scenario],
+        stats_rows=stats_rows(samples),
+        samples_rows=samples,
+        verdict_rows=_verdicts(),
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], str]:
+    """A run with baselines and a sweep, reported through the CLI's ``--latest``."""
+    root = tmp_path_factory.mktemp("runs")
+    run = _write(root / "20250101T000000Z-aaaaaa", extras=True)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["report", "--latest", str(root)])
+    assert code == 0
+    return run, [Path(line) for line in out.getvalue().splitlines()], out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A run without baselines or sweep, reported into a folder holding a stale figure."""
+    run = _write(tmp_path_factory.mktemp("plain") / "run", extras=False)
+    out = run / "elsewhere"
+    out.mkdir()
+    (out / "baselines.png").write_bytes(b"left over from an earlier report")
+    return run, report.write_report(run, out)
+
+
+def _html(paths: list[Path]) -> str:
+    return next(p for p in paths if p.suffix == ".html").read_text(encoding="utf-8")
+
+
+def test_cli_writes_every_figure_and_one_page_into_run_report(
+    full: tuple[Path, list[Path], str],
+) -> None:
+    import matplotlib.image
+
+    run, paths, _ = full
+    names = {p.name for p in paths}
+    expected = {f"{stem}.png" for stem, _, _ in report.FIGURES} | {"report.html"}
+    assert names == expected
+    for p in paths:
+        assert p.parent == run / "report" and p.is_file()
+        if p.suffix == ".png":
+            pixels = matplotlib.image.imread(p)
+            assert pixels.ndim == 3 and min(pixels.shape[:2]) > 200  # decodes, not a stub
+            assert float(pixels[..., :3].std()) > 0.01  # something is drawn on the white
+            assert b"http" not in p.read_bytes()  # matplotlib's software tag is stripped
+
+
+def test_page_is_self_contained_and_shows_verdicts_without_secrets(
+    full: tuple[Path, list[Path], str],
+) -> None:
+    page = _html(full[1])
+    assert "http://" not in page and "https://" not in page
+    assert PLANTED not in page and "127.0.0.1" not in page
+    assert not re.search(r"<(script|link|iframe)\b", page)
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    # every figure but the verdict PNG (the page has the table as HTML)
+    assert len(sources) == len(report.FIGURES) - 1
+    rows = re.findall(r'<tr class="([A-Z]+)">(.*?)</tr>', page)
+    for scenario, profile, op, target, status, _, note in VERDICTS:
+        cells = (scenario, profile, op, target, status, note)
+        assert any(
+            cls == status.replace("/", "") and all(f"<td>{c}</td>" in tds for c in cells)
+            for cls, tds in rows
+        ), f"no {status} row for {scenario}/{profile}/{op}"
+    assert "1 FAIL" in page and "1 PASS" in page and "1 BELOW" in page and "1 N/A" in page
+    assert "seaweedfs-embedded 4.48" in page
+    assert "not cloud S3" in page
+    assert "same-region (RTT 20 ms, emulated)" in page
+
+
+def test_missing_baselines_and_sweep_skip_their_figures_and_stale_files(
+    plain: tuple[Path, list[Path]],
+) -> None:
+    run, paths = plain
+    names = {p.name for p in paths}
+    assert "baselines.png" not in names and "growth_users.png" not in names
+    assert {"latency.png", "requests.png", "profiles.png", "growth_size.png"} <= names
+    assert not (run / "elsewhere" / "baselines.png").exists()  # no mix of two reports
+    assert all(p.parent == run / "elsewhere" for p in paths)
+    data = report.load_report_data(run)
+    assert report.baseline_figure(data) is None
+    assert report.users_growth_figure(data) is None
+    assert report.baseline_ratios(data).empty
+    page = _html(paths)
+    assert "slow write note" in page and "https://" not in page and PLANTED not in page
+
+
+def test_baseline_ratio_is_baseline_median_over_service_median(
+    full: tuple[Path, list[Path], str],
+) -> None:
+    ratios = report.baseline_ratios(report.load_report_data(full[0]))
+    assert set(ratios["baseline"]) == {"aws-s3-sync"}
+    assert len(ratios) == 4  # 2 profiles x 2 sizes of backup_after_add_1
+    assert np.allclose(ratios["ratio"], 5.0)
+
+
+def test_stats_table_carries_percentiles_and_request_medians(
+    plain: tuple[Path, list[Path]],
+) -> None:
+    table = report.stats_table(report.load_report_data(plain[0]))
+    backup = table[(table["operation"] == "backup_after_add_1") & (table["size"] == 1000)]
+    assert list(backup["profile"]) == ["loopback", "same-region"]  # fastest network first
+    assert (backup["requests"] == 4).all() and (backup["kib"] == 16).all()
+    cold = table[table["operation"] == "cold_read"]
+    assert cold["p95_ms"].isna().all() and cold["p50_ms"].notna().all()  # n=3: no p95
+
+
+def test_verdict_table_puts_failures_first(plain: tuple[Path, list[Path]]) -> None:
+    table = report.verdict_table(report.load_report_data(plain[0]))
+    assert list(table["status"]) == ["FAIL", "PASS", "BELOW", "N/A"]
+    assert table["value"].iloc[-1] == "-"
+
+
+@pytest.mark.parametrize(
+    ("operation", "label", "users"),
+    [
+        ("sweep_point_read_u8", "point_read", 8),
+        ("sweep_add_1@4", "add_1", 4),
+        ("sweep_vector_search_16users", "vector_search", 16),
+    ],
+)
+def test_sweep_operation_names_give_label_and_users(operation: str, label: str, users: int) -> None:
+    frame = pd.DataFrame(
+        {"operation": [operation, "sweep_without_count", "point_read"], "phase": ["warm"] * 3}
+    )
+    out = report.sweep_samples(frame)
+    assert list(out["label"]) == [label] and list(out["users"]) == [users]
+
+
+def test_single_profile_single_size_run_still_draws(tmp_path: Path) -> None:
+    run = _write(tmp_path / "run", sizes=(1000,), profiles=("loopback",), extras=False)
+    data = report.load_report_data(run)
+    assert report.profiles_figure(data) is None  # nothing to compare a profile with
+    growth = report.size_growth_figure(data)
+    assert growth is not None and "only one table size" in growth.get_suptitle()
+    requests = report.requests_figure(data)
+    assert requests is not None and "no emulated profile" in requests.get_suptitle()
+
+
+def test_cli_without_results_json_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no results.json" in err and "Traceback" not in err
+    _write(empty / "20250101T000000Z-bbbbbb", sizes=(1000,), extras=False)
+    assert main(["report", str(empty)]) == 2  # a folder of runs: hint at --latest
+    assert "--latest" in capsys.readouterr().err
+    assert main(["report", str(empty / "20250101T000000Z-bbbbbb"), "--format", "pdf"]) == 2
+    assert "png, html" in capsys.readouterr().err
+
+
+def test_cli_corrupt_samples_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _write(tmp_path / "run", sizes=(1000,), profiles=("loopback",), extras=False)
+    with (run / "samples.csv").open("a", encoding="utf-8") as f:
+        f.write("tampered\n")
+    assert main(["report", str(run)]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert not (run / "report" / "report.html").exists()
+
+
+def test_run_without_samples_gets_a_page_and_no_figures(tmp_path: Path) -> None:
+    run = tmp_path / "empty"
+    write_run(run, metadata={}, scenarios=[], stats_rows=[], samples_rows=[], verdict_rows=[])
+    paths = report.write_report(run, formats="html")
+    assert [p.name for p in paths] == ["report.html"]
+    page = _html(paths)
+    assert "No figures" in page and "No verdicts" in page and "S3 server:</b> not recorded" in page
