@@ -6,6 +6,8 @@ Notebook 01 (configuration, no I/O):
 * :func:`detection_frame`: which backend location each cloud indicator selects, and why.
 * :func:`validation_errors_frame`, :func:`check_env`: the ConfigErrors a user meets.
 
+Notebook 02 (results): :func:`results_for_notebook` finds the newest run or makes a quick one.
+
 Notebook 03 (live, against an S3 server the lab starts and stops):
 
 * :class:`DemoLab`: the server, a counting and cuttable proxy in front of it, scratch
@@ -32,6 +34,7 @@ from lancesync_bench.demo.configuration import (
 from lancesync_bench.demo.devices import TwoDeviceDemo, two_devices_converge
 from lancesync_bench.demo.figures import plot_cache_reads, plot_matrix, plot_outage
 from lancesync_bench.demo.lab import QUICK_ENV, DemoLab, DemoRun, DemoSizes
+from lancesync_bench.demo.latency import results_for_notebook
 from lancesync_bench.demo.outage import OutageDemo, s3_outage
 from lancesync_bench.demo.recovery import RestoreDemo, machine_loss_and_restore
 from lancesync_bench.demo.tables import WINNER_RULE
@@ -54,6 +57,7 @@ __all__ = [
     "plot_cache_reads",
     "plot_matrix",
     "plot_outage",
+    "results_for_notebook",
     "s3_outage",
     "s3_primary_cache",
     "two_devices_converge",
