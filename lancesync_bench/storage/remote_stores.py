@@ -125,11 +125,9 @@ class BackupStore(LocalStore):
             target = max(versions) if version is None else version
             if target not in versions:
                 shown = sorted(versions)
+                available = f"{shown[0]}..{shown[-1]}" if len(shown) > 5 else str(shown)
                 raise LanceSyncError(
-                    f"version {version} is not in the backup; available versions: "
-                    f"{shown[0]}..{shown[-1]}"
-                    if len(shown) > 5
-                    else f"available versions: {shown}"
+                    f"version {version} is not in the backup; available versions: {available}"
                 )
             staging = Replica(self.remote, staging_root, dim=self.ctx.dim, writer=self.ctx.writer)
             self._link_local_files(staging.table_dir)
@@ -201,6 +199,9 @@ class SyncStore(LocalStore):
         self.last_push: float | None = state.get("last_push")
         self.last_pull: float | None = state.get("last_pull")
         self._replica_open = False
+        # One sync at a time per device: two at once would both open the replica (the second
+        # fails creating a table the first made) or push the same records twice.
+        self.sync_lock = asyncio.Lock()
 
     async def _watermarks(self, docs: DocTable) -> dict[str, int]:
         keys = await docs.keys()
@@ -217,6 +218,10 @@ class SyncStore(LocalStore):
         Convergence: both sides end up holding the union of records, and every replica picks
         the same winner per id. Offline, it returns at once with ``reachable=False``.
         """
+        async with self.sync_lock:
+            return await self._sync()
+
+    async def _sync(self) -> SyncReport:
         start = time.perf_counter()
         stats = TransferStats()
         pushed = pulled = 0
@@ -245,7 +250,9 @@ class SyncStore(LocalStore):
                 self._after_write()
             self.last_pull = time.time()
             if await self.replica.docs.needs_maintenance(self.replica_policy):
-                await self.replica.commit(lambda d: d.maintain(self.replica_policy), stats)
+                await self.replica.commit(
+                    lambda d: d.maintain(self.replica_policy), stats, may_delete=True
+                )
         except S3Unavailable as exc:
             self.last_error = str(exc)
             return _report("sync", self.ctx, stats, start, reachable=False, error=str(exc))
@@ -389,9 +396,12 @@ class S3PrimaryStore(LocalStore):
 
     async def maintain(self) -> Any:
         """Compact through the replica so that the result is committed to S3."""
-        if not self.cache:
-            return await self.docs.maintain(self.ctx.policy)
-        return await self.replica.commit(lambda d: d.maintain(self.ctx.policy), TransferStats())
+        async with self.maintenance_lock:
+            if not self.cache:
+                return await self.docs.maintain(self.ctx.policy)
+            return await self.replica.commit(
+                lambda d: d.maintain(self.ctx.policy), TransferStats(), may_delete=True
+            )
 
     async def status(self) -> StoreStatus:
         """Cache and S3 versions, and whether reads may be stale."""

@@ -10,6 +10,7 @@ rolled back, the new remote versions are pulled, and the operation runs again on
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -31,9 +32,12 @@ from lancesync_bench.storage.transfer import (
 __all__ = ["Replica"]
 
 T = TypeVar("T")
-# Each retry pulls the winner's version first, so a retry only loses to yet another write;
-# eight rounds cover bursts of contention without spinning forever.
-_MAX_COMMIT_ATTEMPTS = 8
+# Each retry pulls the winner's version first, so a retry only loses to yet another write.
+# A writer that lost is also the slower one next time (it must pull before retrying), so
+# while others write in a tight loop it keeps losing: three instances writing six documents
+# each at once starved one for more than 8 rounds. 32 rounds (about a second of retries on
+# loopback) cover such bursts without spinning forever.
+_MAX_COMMIT_ATTEMPTS = 32
 
 
 class Replica:
@@ -110,9 +114,18 @@ class Replica:
         extra = [r for r in local if r not in remote_files]
         unpushed = [r for r in extra if manifest_version(r) is not None]
         if unpushed:
+            # The interrupted push may have uploaded some of its files already; list every
+            # local file S3 holds in the record, or a reader would install the version
+            # without them.
+            resumed = [r for r in local if r in remote_files and manifest_version(r) is None]
             try:
                 await asyncio.to_thread(
-                    self.remote.push, self.table_dir, extra, stats, writer=self.writer
+                    self.remote.push,
+                    self.table_dir,
+                    extra,
+                    stats,
+                    writer=self.writer,
+                    also_record=resumed,
                 )
                 return await self._reconcile(
                     await asyncio.to_thread(self.remote.list_files, stats), stats
@@ -199,36 +212,73 @@ class Replica:
             tmp.replace(dest)
             stats.down(len(fetched[rel]))
 
-    async def commit(self, op: Callable[[DocTable], Awaitable[T]], stats: TransferStats) -> T:
-        """Run ``op`` on the local copy and push what it wrote; retry on a lost race."""
+    async def commit(
+        self,
+        op: Callable[[DocTable], Awaitable[T]],
+        stats: TransferStats,
+        *,
+        may_delete: bool = False,
+    ) -> T:
+        """Run ``op`` on the local copy and push what it wrote; retry on a lost race.
+
+        ``may_delete`` says that ``op`` removes files (maintenance cleans up old versions):
+        they are kept aside (hard links) until S3 took the commit, so that a rollback
+        brings back the version the op started from instead of a table without manifests.
+        """
         for _attempt in range(_MAX_COMMIT_ATTEMPTS):
             async with self.lock:
                 before = self._files
-                result = await op(self.docs)
-                after = local_files(self.table_dir)
-                new = [r for r in after if r not in before]
+                undo = self._keep_aside(before) if may_delete else None
                 try:
-                    await asyncio.to_thread(
-                        self.remote.push, self.table_dir, new, stats, writer=self.writer
-                    )
-                except SyncConflict:
-                    await self._rollback(new)
-                except S3Error:
-                    await self._rollback(new)
-                    raise
-                else:
-                    self._files = after
-                    self.remote_version = latest_version(after)
-                    return result
+                    result = await op(self.docs)
+                    after = local_files(self.table_dir)
+                    new = [r for r in after if r not in before]
+                    try:
+                        await asyncio.to_thread(
+                            self.remote.push, self.table_dir, new, stats, writer=self.writer
+                        )
+                    except SyncConflict:
+                        await self._rollback(new, undo)
+                    except S3Error:
+                        await self._rollback(new, undo)
+                        raise
+                    else:
+                        self._files = after
+                        self.remote_version = latest_version(after)
+                        return result
+                finally:
+                    if undo is not None:
+                        shutil.rmtree(undo, ignore_errors=True)
             await self.refresh(stats)
         raise SyncConflict(
             f"gave up after {_MAX_COMMIT_ATTEMPTS} attempts: other writers kept committing first"
         )
 
-    async def _rollback(self, new: list[str]) -> None:
+    def _keep_aside(self, files: dict[str, int]) -> Path:
+        """Hard-link ``files`` into an undo folder beside the table (copies where links fail)."""
+        undo = self.root / ".lancesync-undo"
+        shutil.rmtree(undo, ignore_errors=True)
+        for rel in files:
+            dest = undo / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.table_dir / rel, dest)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                shutil.copy2(self.table_dir / rel, dest)
+        return undo
+
+    async def _rollback(self, new: list[str], undo: Path | None = None) -> None:
         """Forget a local commit the remote did not take, and reopen the table fresh."""
         for rel in new:
             (self.table_dir / rel).unlink(missing_ok=True)
+        if undo is not None:  # bring back what the op deleted
+            for rel in self._files:
+                dest = self.table_dir / rel
+                if not dest.exists() and (undo / rel).exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(undo / rel, dest)
         (self.table_dir / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
         # A fresh connection: the old one may hold the rolled-back manifest in its cache.
         await self._reopen()

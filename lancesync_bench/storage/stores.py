@@ -85,6 +85,9 @@ class LocalStore:
         self.write_lock = asyncio.Lock()
         self._appends_since_maintenance = 0
         self._maintenance: asyncio.Task[Any] | None = None
+        # One maintenance pass at a time: two concurrent optimize() calls on one table make
+        # Lance reject the second commit (its index rewrite was preempted by the first).
+        self.maintenance_lock = asyncio.Lock()
         self.last_error: str | None = None
 
     async def open(self) -> None:
@@ -195,7 +198,8 @@ class LocalStore:
 
     async def maintain(self) -> Any:
         """Compact now: drop superseded records, merge fragments, refresh indexes."""
-        return await self.docs.maintain(self.ctx.policy)
+        async with self.maintenance_lock:
+            return await self.docs.maintain(self.ctx.policy)
 
     async def wait_idle(self) -> None:
         """Wait for background maintenance to finish (benchmarks call this between phases)."""

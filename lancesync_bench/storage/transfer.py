@@ -346,12 +346,16 @@ class RemoteTable:
         *,
         writer: str,
         hashes: dict[str, str] | None = None,
+        also_record: Iterable[str] = (),
     ) -> list[int]:
         """Upload ``files`` (relative paths) in commit order; returns the versions created.
 
         Non-manifest files and the sidecars go first, in parallel; manifests follow one at
         a time, oldest first, each with ``If-None-Match: *``. Raises :class:`SyncConflict`
-        when another writer owns one of the versions.
+        when another writer owns one of the versions. ``also_record`` names files already on
+        S3 that the record must list too: a push resuming one that died after some of its
+        files were uploaded cannot tell those apart, and a reader installs only what the
+        record lists.
         """
         hashes = dict(hashes or {})
         rels = sorted(set(files))
@@ -359,16 +363,17 @@ class RemoteTable:
             (r for r in rels if is_manifest(r)), key=lambda r: manifest_version(r) or 0
         )
         others = [r for r in rels if not is_manifest(r)]
-        for rel in rels:
+        already = sorted(set(also_record) - set(rels))
+        for rel in rels + already:
             if rel not in hashes:
                 hashes[rel] = sha256_file(local_dir / rel)
-        sizes = {r: (local_dir / r).stat().st_size for r in rels}
+        sizes = {r: (local_dir / r).stat().st_size for r in rels + already}
         records: dict[str, str] = {}
         sidecars: list[tuple[str, bytes]] = []
         for i, rel in enumerate(manifests):
             # The first manifest of a push carries the list of every file the push adds: once
             # it is visible, all of them are on S3 (they were uploaded before it).
-            listed = others if i == 0 else []
+            listed = others + already if i == 0 else []
             record = encode_files([FileInfo(r, sizes[r], hashes[r]) for r in listed])
             if len(record) > _MAX_INLINE_RECORD:
                 version = manifest_version(rel)

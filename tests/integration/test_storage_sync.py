@@ -1,0 +1,358 @@
+"""Several writers on one S3 prefix, backups and restores, and what each transfer costs.
+
+* two sync-mode devices writing the same ids concurrently converge to the same live
+  documents, lose no acknowledged write, and agree on the winner (later ``updated_at``,
+  then the greater device id);
+* a delete is not undone by a device that still held the old document;
+* two S3-primary instances see each other's writes at once with a zero staleness bound,
+  and only after a refresh with a long one;
+* an S3-primary write costs no more S3 requests than LanceDB's own append, and an
+  incremental backup or sync of one document moves only the files that write created;
+* restore of the latest and of an older version (content as it was), and the next backup
+  continues after a restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _storage_helpers import (
+    DIM,
+    CountingEndpoint,
+    content_hash,
+    live_from_records,
+    make_docs,
+    open_service,
+    read_table,
+    remote_records,
+    service_live,
+)
+
+from lancesync_bench.errors import LanceSyncError
+from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.storage import stores
+from lancesync_bench.storage.service import LanceDBStorageService
+
+pytestmark = pytest.mark.integration
+
+USER = "bob"
+SYNC = "local_primary_s3_sync"
+PRIMARY = "s3_primary_local_cache"
+BACKUP = "local_primary_s3_backup"
+
+
+async def _sync_ok(svc: LanceDBStorageService) -> None:
+    report = await svc.sync(USER)
+    assert report.reachable, report.error
+
+
+async def _records(svc: LanceDBStorageService) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (await read_table(await svc.get_user_connection(USER))).to_pylist()
+    return rows
+
+
+def test_two_devices_converge_without_losing_writes(s3: S3Endpoint, tmp_path: Path) -> None:
+    shared = [f"s{i}" for i in range(8)]  # both devices write these ids
+    written: dict[str, list[str]] = {"A": [], "B": []}  # texts of acknowledged writes
+
+    async def writer(svc: LanceDBStorageService, dev: str) -> None:
+        rng = random.Random(f"writer-{dev}")
+        for rnd in range(12):
+            ids = [*rng.sample(shared, 2), f"{dev.lower()}{rnd}"]
+            batch = []
+            for doc_id in ids:
+                doc = make_docs(1, start=rnd, seed=ord(dev))[0]
+                batch.append({**doc, "id": doc_id, "text": f"{doc_id}|{dev}|{rnd}"})
+            await svc.add_documents(USER, batch)
+            written[dev] += [d["text"] for d in batch]
+            if rnd % 4 == 3:
+                await _sync_ok(svc)
+
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            # Writes, and syncs of both devices, interleave; A also syncs twice at once.
+            await asyncio.gather(writer(a, "A"), writer(b, "B"), a.sync(USER), a.sync(USER))
+            for svc in (a, b, a):
+                await _sync_ok(svc)
+            live_a, live_b = await service_live(a, USER), await service_live(b, USER)
+            assert content_hash(live_a) == content_hash(live_b)
+            assert live_a == live_b
+            expected_ids = {t.split("|")[0] for t in written["A"] + written["B"]}
+            assert set(live_a) == expected_ids
+
+            for svc in (a, b):
+                records = await _records(svc)
+                texts = [r["text"] for r in records]
+                # Every acknowledged write is held by both devices, each exactly once.
+                assert sorted(texts) == sorted(written["A"] + written["B"])
+                for doc_id in shared:
+                    mine = [r for r in records if r["id"] == doc_id]
+                    winner = max(mine, key=lambda r: (r["updated_at"], r["origin"]))
+                    got = await svc.get_document(USER, doc_id)
+                    assert got is not None
+                    assert (got["text"], got["updated_at"]) == (
+                        winner["text"],
+                        winner["updated_at"],
+                    )
+                # Search never shows one id twice, even after the doubled sync.
+                results = await svc.search(USER, [0.0] * DIM, k=100)
+                assert len(results) == len(expected_ids)
+                assert {r["id"] for r in results} == expected_ids
+
+            # The shared S3 table holds the same live documents.
+            assert content_hash(live_from_records(await remote_records(s3, USER))) == (
+                content_hash(live_a)
+            )
+            status = await a.status(USER)
+            assert (status.pending_changes, status.in_sync) == (0, True)
+
+    asyncio.run(scenario())
+
+
+def test_equal_timestamps_resolve_to_the_same_winner(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, make_docs(3, tag="base"))
+            for svc in (a, b):
+                await _sync_ok(svc)
+            # Both devices stamp their write of d1 with the very same nanosecond.
+            tie = stores.time.time_ns() + 10**9
+
+            def take_tie(self: stores.Clock, n: int) -> list[int]:
+                self.last = tie
+                return [tie] * n
+
+            monkeypatch.setattr(stores.Clock, "take", take_tie)
+            await a.add_documents(USER, [{**make_docs(1, start=1)[0], "text": "from A"}])
+            await b.add_documents(USER, [{**make_docs(1, start=1)[0], "text": "from B"}])
+            monkeypatch.undo()
+            for svc in (a, b, a):
+                await _sync_ok(svc)
+            for svc in (a, b):
+                got = await svc.get_document(USER, "d1")
+                assert got is not None
+                assert (got["text"], got["updated_at"]) == ("from B", tie)  # "B" > "A"
+            assert await service_live(a, USER) == await service_live(b, USER)
+
+    asyncio.run(scenario())
+
+
+def test_deleted_document_does_not_come_back(s3: S3Endpoint, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, make_docs(6))
+            for svc in (a, b):
+                await _sync_ok(svc)
+            assert await b.get_document(USER, "d2") is not None
+            await a.delete_documents(USER, ["d2", "d3"])
+            # B still holds d2 and d3, and writes other documents meanwhile.
+            await b.add_documents(USER, make_docs(2, start=10))
+            for svc in (b, a, b, a):
+                await _sync_ok(svc)
+            # Compaction on both sides keeps the tombstones that sync relies on.
+            await b.maintain(USER)
+            await a.maintain(USER)
+            for svc in (b, a, b):
+                await _sync_ok(svc)
+            for svc in (a, b):
+                assert await svc.get_document(USER, "d2") is None
+                assert await svc.get_document(USER, "d3") is None
+                ids = {r["id"] for r in await svc.search(USER, [0.0] * DIM, k=20)}
+                assert ids == {"d0", "d1", "d4", "d5", "d10", "d11"}
+            # A later write of the same id (last writer wins) brings it back on purpose.
+            await b.add_documents(USER, [{**make_docs(1, start=3)[0], "text": "d3 again"}])
+            for svc in (b, a):
+                await _sync_ok(svc)
+            got = await a.get_document(USER, "d3")
+            assert got is not None
+            assert got["text"] == "d3 again"
+            assert await service_live(a, USER) == await service_live(b, USER)
+
+    asyncio.run(scenario())
+
+
+def test_s3_primary_instances_see_each_other(s3: S3Endpoint, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            open_service(PRIMARY, tmp_path / "one", s3, device="one") as one,
+            open_service(PRIMARY, tmp_path / "two", s3, device="two") as two,
+            open_service(
+                PRIMARY, tmp_path / "lazy", s3, device="lazy", CACHE_MAX_STALENESS_MS="3600000"
+            ) as lazy,
+        ):
+            await one.add_documents(USER, make_docs(5, tag="one"))
+            assert await lazy.get_document(USER, "d0") is not None  # opened after the write
+            got = await two.get_document(USER, "d4")
+            assert got is not None
+            assert got["text"] == "d4 one"
+
+            await two.add_documents(USER, [{**make_docs(1, start=4)[0], "text": "d4 two"}])
+            await one.delete_documents(USER, ["d0"])
+            got = await one.get_document(USER, "d4")
+            assert got is not None
+            assert got["text"] == "d4 two"
+            assert await two.get_document(USER, "d0") is None
+            assert [r["id"] for r in await two.search(USER, make_docs(1)[0]["vector"], k=1)] != [
+                "d0"
+            ]
+
+            # With an hour's staleness bound the third instance serves its cache until refresh.
+            got = await lazy.get_document(USER, "d4")
+            assert got is not None
+            assert got["text"] == "d4 one"
+            report = await lazy.refresh(USER)
+            assert report.reachable
+            assert report.files_down >= 3
+            got = await lazy.get_document(USER, "d4")
+            assert got is not None
+            assert got["text"] == "d4 two"
+            assert await lazy.get_document(USER, "d0") is None
+
+            # Concurrent writers on one S3 table: every write lands, none overwrites another.
+            async def burst(svc: LanceDBStorageService, name: str) -> None:
+                for i in range(6):
+                    await svc.add_documents(USER, make_docs(1, start=100 + i, prefix=name))
+
+            await asyncio.gather(burst(one, "one-"), burst(two, "two-"), burst(lazy, "lazy-"))
+            live_one = await service_live(one, USER)  # the S3 table itself
+            assert len(live_one) == 4 + 18
+            for svc in (one, two):
+                for name in ("one-", "two-", "lazy-"):
+                    assert await svc.get_document(USER, f"{name}105") is not None
+            await lazy.refresh(USER)
+            assert (await lazy.status(USER)).documents == 22
+
+    asyncio.run(scenario())
+
+
+def test_s3_primary_write_costs_no_more_requests_than_lancedb(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    counting = CountingEndpoint.wrap(s3)
+
+    async def scenario() -> None:
+        async with LanceDBStorageService(
+            open_service(PRIMARY, tmp_path, s3).config, endpoint=counting
+        ) as svc:
+            await svc.add_documents(USER, make_docs(20))
+            per_write = []
+            for i in range(5):
+                counting.counts.clear()
+                await svc.add_documents(USER, make_docs(1, start=50 + i))
+                per_write.append(sum(counting.counts.values()))
+            # LanceDB's own append to S3 makes 4 (PUT data, LIST, PUT txn, PUT manifest).
+            assert max(per_write) <= 4, per_write
+            counting.counts.clear()
+            assert await svc.get_document(USER, "d53") is not None
+            # A read within a zero staleness bound costs one LIST when nothing changed.
+            assert dict(counting.counts) == {"LIST": 1}, counting.counts
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", [BACKUP, SYNC])
+def test_incremental_transfer_moves_only_new_files(
+    mode: str, s3: S3Endpoint, tmp_path: Path
+) -> None:
+    async def push(svc: LanceDBStorageService) -> Any:
+        report = await (svc.backup(USER) if mode == BACKUP else svc.sync(USER))
+        assert report.reachable, report.error
+        return report
+
+    async def scenario() -> None:
+        async with open_service(mode, tmp_path, s3) as svc:
+            for start in range(0, 200, 50):
+                await svc.add_documents(USER, make_docs(50, start=start))
+            first = await push(svc)
+            await svc.add_documents(USER, make_docs(1, start=500))
+            second = await push(svc)
+            third = await push(svc)
+        # One appended document: its data file, its transaction file and its manifest.
+        assert second.files_up == 3, second.as_dict()
+        assert second.bytes_up < 8_000
+        assert first.bytes_up > 5 * second.bytes_up
+        assert second.files_down == 0
+        if mode == BACKUP:
+            assert second.versions_created == [second.local_version]
+            assert second.requests == {"LIST": 1, "PUT": 3}
+        else:
+            assert second.records_up == 1
+        assert (third.files_up, third.bytes_up, third.records_up) == (0, 0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_restore_latest_and_older_versions(s3: S3Endpoint, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        snapshots: dict[int, str] = {}
+        async with open_service(BACKUP, tmp_path / "laptop", s3) as svc:
+            for rnd in range(3):
+                await svc.add_documents(USER, make_docs(10, start=rnd * 5, tag=f"r{rnd}"))
+                if rnd == 1:
+                    await svc.delete_documents(USER, ["d0", "d1"])
+                report = await svc.backup(USER)
+                assert report.local_version is not None
+                snapshots[report.local_version] = content_hash(await service_live(svc, USER))
+            v1, v2, v3 = sorted(snapshots)
+            assert len(set(snapshots.values())) == 3
+
+            # Latest: unchanged content; older: exactly what it was at that version.
+            report = await svc.restore(USER)
+            assert report.remote_version == v3
+            assert content_hash(await service_live(svc, USER)) == snapshots[v3]
+            report = await svc.restore(USER, version=v1)
+            assert content_hash(await service_live(svc, USER)) == snapshots[v1]
+            assert report.local_version is not None
+            assert report.local_version > v3  # restored as a new latest version
+            assert await svc.get_document(USER, "d0") is not None  # deleted later, here again
+            with pytest.raises(LanceSyncError, match="not in the backup"):
+                await svc.restore(USER, version=v3 + 1000)
+
+            # The next backup continues the history: no conflict, one new version on top.
+            await svc.add_documents(USER, make_docs(1, start=900, tag="after"))
+            report = await svc.backup(USER)
+            assert report.reachable, report.error
+            assert report.versions_created
+            assert min(report.versions_created) > v3
+            expected = content_hash(await service_live(svc, USER))
+            status = await svc.status(USER)
+            assert (status.pending_changes, status.in_sync) == (0, True)
+            report = await svc.restore(USER, version=v2)
+            assert content_hash(await service_live(svc, USER)) == snapshots[v2]
+            await svc.backup(USER)
+            report = await svc.restore(USER, version=report.local_version)
+            assert content_hash(await service_live(svc, USER)) == snapshots[v2]
+
+            # A short history names every version it has.
+            await svc.add_documents("short", make_docs(1))
+            await svc.backup("short")
+            with pytest.raises(
+                LanceSyncError, match=r"version 99 is not in the backup; .*\[1, 2, 3\]"
+            ):
+                await svc.restore("short", version=99)
+
+        # A second machine restoring the latest backup gets the same documents.
+        async with open_service(BACKUP, tmp_path / "desktop", s3, device="B") as other:
+            report = await other.restore(USER)
+            assert report.reachable
+            assert content_hash(await service_live(other, USER)) == snapshots[v2]
+            assert report.remote_version is not None
+            await other.restore(USER, version=report.remote_version - 1)
+            assert content_hash(await service_live(other, USER)) == expected
+
+    asyncio.run(scenario())

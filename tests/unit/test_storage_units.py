@@ -1,0 +1,434 @@
+"""Storage rules that need no S3: user ids, document checks, winners, naming, transfer records.
+
+The last tests run the service in ``local_only`` mode (a local LanceDB folder, no network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from lancesync_bench.config import LanceDBSyncConfig, Secret
+from lancesync_bench.errors import (
+    ConfigError,
+    DocumentError,
+    IntegrityError,
+    S3Error,
+    S3Unavailable,
+    UserIdError,
+)
+from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.storage import stores
+from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy, winners_mask
+from lancesync_bench.storage.schema import (
+    MAX_TEXT_BYTES,
+    records_table,
+    schema,
+    sql_string,
+    tombstones_table,
+    validate_user_id,
+)
+from lancesync_bench.storage.service import LanceDBStorageService
+from lancesync_bench.storage.transfer import (
+    FileInfo,
+    TransferStats,
+    _s3_failure,
+    decode_files,
+    encode_files,
+    latest_version,
+    local_files,
+    manifest_version,
+)
+
+DIM = 4
+
+
+def _doc(doc_id: Any = "a", **extra: Any) -> dict[str, Any]:
+    return {"id": doc_id, "text": f"text {doc_id}", "vector": [0.5] * DIM, **extra}
+
+
+# -- user ids ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "user_id", ["a", "A-Z_0.9", "x" * 128, "0", "user.name", "_x", "-x", "a..b"]
+)
+def test_user_id_allowed(user_id: str) -> None:
+    assert validate_user_id(user_id) == user_id
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        "../x",
+        "..",
+        ".",
+        "a/b",
+        "a\\b",
+        "",
+        "\x00",
+        "a\x00",
+        ".hidden",
+        "x" * 129,
+        "usér",
+        "u\u0455er",  # Cyrillic dze looks like "s"
+        "a b",
+        "a\n",
+        "\uff41",  # fullwidth a
+        None,
+        5,
+        b"abc",
+    ],
+)
+def test_user_id_rejected(user_id: Any) -> None:
+    with pytest.raises(UserIdError):
+        validate_user_id(user_id)
+
+
+def test_user_id_error_shortens_long_values() -> None:
+    with pytest.raises(UserIdError) as info:
+        validate_user_id("y" * 500)
+    assert len(str(info.value)) < 200
+
+
+# -- documents -----------------------------------------------------------------------------
+
+
+def test_records_table_builds_one_record_per_document() -> None:
+    table = records_table(
+        [_doc("a", metadata={"b": 1, "a": 2}), _doc("b")], dim=DIM, origin="dev", timestamps=[5, 6]
+    )
+    assert table.schema == schema(DIM)
+    rows = table.to_pylist()
+    assert [r["id"] for r in rows] == ["a", "b"]
+    assert rows[0]["metadata"] == '{"a": 2, "b": 1}'  # sorted keys: same doc, same bytes
+    assert rows[1]["metadata"] == "{}"
+    assert [r["updated_at"] for r in rows] == [5, 6]
+    assert {r["origin"] for r in rows} == {"dev"}
+    assert not any(r["deleted"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_doc(vector=[0.0] * (DIM + 1)), "shape"),
+        (_doc(vector=[0.0] * (DIM - 1)), "shape"),
+        (_doc(vector=[[0.0] * DIM]), "shape"),
+        (_doc(vector=[float("nan")] * DIM), "NaN"),
+        (_doc(vector=[float("-inf")] + [0.0] * (DIM - 1)), "NaN or infinity"),
+        (_doc(vector=["a"] * DIM), "numbers"),
+        (_doc(vector=None), "shape"),
+        ({"text": "t", "vector": [0.0] * DIM}, "id must be"),
+        (_doc(""), "id must be"),
+        (_doc(7), "id must be"),
+        (_doc("a\x00b"), "id must be"),
+        (_doc("x" * 257), "id must be"),
+        (_doc(text=None), "text must be"),
+        (_doc(text="x" * (MAX_TEXT_BYTES + 1)), "larger than"),
+        (_doc(metadata={"x": object()}), "JSON"),
+        (_doc(metadata={"x": float("nan")}), "JSON"),
+        (_doc(metadata="{}"), "metadata must be a dict"),
+        (_doc(metadata={"x": "y" * (70 << 10)}), "larger than"),
+        (_doc(score=1.0), "unknown field"),
+        ("not a dict", "expected a dict"),
+    ],
+)
+def test_invalid_document_rejected(doc: Any, message: str) -> None:
+    with pytest.raises(DocumentError, match=message):
+        # The bad document comes second: the whole batch is refused.
+        records_table([_doc("ok"), doc], dim=DIM, origin="dev", timestamps=[1, 2])
+
+
+def test_no_documents_is_an_error() -> None:
+    with pytest.raises(DocumentError, match="no documents"):
+        records_table([], dim=DIM, origin="dev", timestamps=[])
+
+
+def test_tombstones_hide_and_reject_bad_ids() -> None:
+    table = tombstones_table(["a", "b"], dim=DIM, origin="dev", timestamps=[3, 4])
+    assert table.column("deleted").to_pylist() == [True, True]
+    for bad in ["", 5, "a\x00"]:
+        with pytest.raises(DocumentError):
+            tombstones_table(["a", bad], dim=DIM, origin="dev", timestamps=[1, 2])  # type: ignore[list-item]
+
+
+def test_sql_string_doubles_quotes() -> None:
+    assert sql_string("it's") == "'it''s'"
+    assert sql_string("") == "''"
+
+
+# -- winners -------------------------------------------------------------------------------
+
+
+def _keys(rows: list[tuple[str, int, str]]) -> pa.Table:
+    return pa.table(
+        {
+            "id": [r[0] for r in rows],
+            "updated_at": pa.array([r[1] for r in rows], pa.int64()),
+            "origin": [r[2] for r in rows],
+        }
+    )
+
+
+def test_winner_is_later_timestamp_then_greater_origin_in_any_order() -> None:
+    rows = [
+        ("x", 10, "B"),
+        ("x", 11, "A"),  # later wins over a greater origin
+        ("y", 7, "A"),
+        ("y", 7, "B"),  # tie: the greater origin wins
+        ("z", 1, "A"),
+    ]
+    expected = {("x", 11, "A"), ("y", 7, "B"), ("z", 1, "A")}
+    rng = random.Random(3)
+    for _ in range(10):
+        shuffled = rows[:]
+        rng.shuffle(shuffled)
+        mask = winners_mask(_keys(shuffled))
+        assert {r for r, keep in zip(shuffled, mask, strict=True) if keep} == expected
+
+
+def test_winners_mask_of_nothing() -> None:
+    assert winners_mask(_keys([])).shape == (0,)
+
+
+# -- clock ---------------------------------------------------------------------------------
+
+
+def test_clock_never_repeats_or_goes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = stores.Clock(floor=0)
+    first = clock.take(3)
+    assert first == sorted(set(first))
+    # The wall clock jumps back an hour: timestamps still increase.
+    now = first[-1]
+    monkeypatch.setattr(stores.time, "time_ns", lambda: now - 3_600 * 10**9)
+    second = clock.take(2)
+    assert second[0] > first[-1]
+    assert second == [second[0], second[0] + 1]
+    assert stores.Clock(floor=10**20).take(1)[0] > 10**20
+
+
+# -- transfer naming and records -----------------------------------------------------------
+
+
+def test_manifest_version_both_namings() -> None:
+    assert manifest_version("_versions/7.manifest") == 7
+    assert manifest_version(f"_versions/{2**64 - 1 - 7}.manifest") == 7
+    for rel in ["data/7.lance", "_versions/x.manifest", "_versions/7.txn", "7.manifest"]:
+        assert manifest_version(rel) is None
+    assert latest_version(["_versions/3.manifest", f"_versions/{2**64 - 1 - 9}.manifest"]) == 9
+    assert latest_version(["data/a.lance"]) == 0
+
+
+def test_file_record_round_trip_and_damage() -> None:
+    files = [FileInfo("data/a.lance", 10, "ab" * 32), FileInfo("_indices/u/x.idx", 0, "cd" * 32)]
+    record = encode_files(files)
+    assert record.isascii()
+    assert decode_files(record, "here") == files
+    assert decode_files("", "here") == []
+    with pytest.raises(IntegrityError, match="damaged"):
+        decode_files("data/a.lance|ten|abc", "here")
+    with pytest.raises(IntegrityError):
+        decode_files("data/a.lance|10", "here")
+
+
+def test_local_files_skips_hint_and_our_temporaries(tmp_path: Path) -> None:
+    table = tmp_path / "t.lance"
+    for rel, size in {
+        "_versions/1.manifest": 3,
+        "_versions/latest_version_hint.json": 2,
+        "_versions/.lancesync-1.manifest.part": 1,
+        "data/a.lance": 5,
+        "_transactions/0-x.txn": 4,
+    }.items():
+        (table / rel).parent.mkdir(parents=True, exist_ok=True)
+        (table / rel).write_bytes(b"x" * size)
+    assert local_files(table) == {
+        "_versions/1.manifest": 3,
+        "data/a.lance": 5,
+        "_transactions/0-x.txn": 4,
+    }
+    assert local_files(tmp_path / "missing") == {}
+
+
+def test_transfer_stats_count_from_threads() -> None:
+    stats = TransferStats()
+
+    def work() -> None:
+        for _ in range(1000):
+            stats.count("PUT")
+            stats.up(2)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stats.as_dict()["requests"] == {"PUT": 4000}
+    assert (stats.files_up, stats.bytes_up) == (4000, 8000)
+
+
+def test_s3_failures_are_classified() -> None:
+    def client_error(status: int, code: str) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+            "PutObject",
+        )
+
+    assert isinstance(_s3_failure(client_error(503, "SlowDown"), "x"), S3Unavailable)
+    refused = _s3_failure(client_error(403, "AccessDenied"), "x")
+    assert isinstance(refused, S3Error)
+    assert not isinstance(refused, S3Unavailable)
+    assert "AccessDenied" in str(refused)
+    offline = _s3_failure(EndpointConnectionError(endpoint_url="http://h"), "reading")
+    assert isinstance(offline, S3Unavailable)
+    assert "unreachable" in str(offline)
+
+
+# -- DocTable on a local LanceDB table ------------------------------------------------------
+
+
+def _records(rows: list[tuple[str, int, str, bool, float]]) -> pa.Table:
+    n = len(rows)
+    vectors = np.array([[r[4]] * DIM for r in rows], dtype=np.float32).ravel()
+    return pa.table(
+        [
+            pa.array([r[0] for r in rows]),
+            pa.array([f"{r[0]}@{r[1]}{r[2]}" for r in rows]),
+            pa.FixedSizeListArray.from_arrays(pa.array(vectors), DIM),
+            pa.array(["{}"] * n),
+            pa.array([r[1] for r in rows], pa.int64()),
+            pa.array([r[2] for r in rows]),
+            pa.array([r[3] for r in rows]),
+        ],
+        schema=schema(DIM),
+    )
+
+
+def test_doctable_reads_only_winners(tmp_path: Path) -> None:
+    import lancedb
+
+    async def scenario() -> None:
+        db = await lancedb.connect_async(str(tmp_path))
+        table = await db.create_table("documents", schema=schema(DIM))
+        docs = DocTable(lambda: table, dim=DIM)
+        await docs.append(
+            _records(
+                [
+                    ("a", 1, "A", False, 0.0),  # superseded by a far-away vector
+                    ("a", 2, "A", False, 9.0),
+                    ("b", 5, "A", False, 0.1),
+                    ("b", 5, "B", False, 0.2),  # tie: B wins
+                    ("c", 1, "A", False, 0.3),
+                    ("c", 2, "B", True, 0.0),  # deleted
+                    ("d", 3, "A", False, 0.4),
+                ]
+            )
+        )
+        await docs.append(_records([("q'uote", 1, "A", False, 0.5)]))
+        a = await docs.get("a")
+        assert a is not None
+        assert (a["text"], a["vector"]) == ("a@2A", [9.0] * DIM)
+        b = await docs.get("b")
+        assert b is not None
+        assert b["text"] == "b@5B"
+        assert await docs.get("c") is None
+        assert await docs.get("q'uote") is not None
+        assert await docs.live_count() == 4
+        found = await docs.search([0.0] * DIM, k=3)
+        assert [r["id"] for r in found] == ["b", "d", "q'uote"]
+        assert found[0]["distance"] == pytest.approx(DIM * 0.2**2, rel=1e-5)
+        assert len(await docs.search([0.0] * DIM, k=50)) == 4
+        # Dead records are the superseded ones (and the tombstone, unless kept).
+        assert len(await docs.dead_row_ids(keep_tombstones=True)) == 3
+        assert len(await docs.dead_row_ids(keep_tombstones=False)) == 4
+        report = await docs.maintain(MaintenancePolicy(keep_tombstones=True))
+        assert report.dead_records_removed == 3
+        assert report.fragments_after == 1
+        assert await docs.live_count() == 4
+        assert await docs.get("c") is None
+
+    asyncio.run(scenario())
+
+
+# -- the service in local_only mode ---------------------------------------------------------
+
+
+def _local_config(tmp_path: Path, **env: str) -> LanceDBSyncConfig:
+    return LanceDBSyncConfig.from_env(
+        {
+            "FRONTEND_TYPE": "web",
+            "BACKEND_LOCATION": "local",
+            "S3_STORAGE_ENABLED": "false",
+            "LOCAL_STORAGE_PATH": str(tmp_path),
+            "EMBEDDING_DIM": str(DIM),
+            "DEVICE_ID": "unit",
+            **env,
+        }
+    )
+
+
+def test_local_only_service_refuses_s3_calls_and_bad_arguments(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        svc = LanceDBStorageService(_local_config(tmp_path))
+        await svc.add_documents("u", [_doc("a")])
+        for call in (svc.sync("u"), svc.backup("u"), svc.restore("u"), svc.refresh("u")):
+            with pytest.raises(ConfigError, match="not available in storage mode local_only"):
+                await call
+        for k in (0, 10_001):
+            with pytest.raises(ValueError, match="out of range"):
+                await svc.search("u", [0.0] * DIM, k=k)
+        status = await svc.status("u")
+        assert (status.documents, status.remote_version, status.pending_changes) == (1, None, 0)
+        await svc.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await svc.get_document("u", "a")
+
+    asyncio.run(scenario())
+
+
+def test_device_id_is_generated_once_and_kept(tmp_path: Path) -> None:
+    config = LanceDBSyncConfig.from_env(
+        {
+            "FRONTEND_TYPE": "web",
+            "BACKEND_LOCATION": "local",
+            "S3_STORAGE_ENABLED": "false",
+            "LOCAL_STORAGE_PATH": str(tmp_path),
+        }
+    )
+    first = LanceDBStorageService(config).device_id
+    assert first.startswith("dev-")
+    assert LanceDBStorageService(config).device_id == first
+
+
+def test_default_policy_keeps_tombstones_only_for_sync(tmp_path: Path) -> None:
+    endpoint = S3Endpoint(
+        url="http://127.0.0.1:9", region="us-east-1", access_key_id="k",
+        secret_access_key=Secret("s"), bucket="bucket",
+    )  # fmt: skip
+    policies = {}
+    for fe, be in (("web", "local"), ("web", "cloud"), ("desktop", "local")):
+        config = LanceDBSyncConfig.from_env(
+            {
+                "FRONTEND_TYPE": fe,
+                "BACKEND_LOCATION": be,
+                "S3_BUCKET": "bucket",
+                "LOCAL_STORAGE_PATH": str(tmp_path),
+                "DEVICE_ID": "x",
+            }
+        )
+        svc = LanceDBStorageService(config, endpoint=endpoint)  # no I/O before the first call
+        policies[svc.mode.value] = svc.policy.keep_tombstones
+    assert policies == {
+        "local_primary_s3_sync": True,
+        "s3_primary_local_cache": False,
+        "local_primary_s3_backup": False,
+    }
+    assert not (tmp_path / "users").exists()
