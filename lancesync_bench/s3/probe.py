@@ -115,13 +115,15 @@ def as_s3_error(exc: Exception, endpoint: S3Endpoint, action: str) -> S3Error:
     return type(error)(_mask(str(error), endpoint))
 
 
-def check_access(endpoint: S3Endpoint, *, timeouts: Timeouts | None = None) -> None:
+def check_access(
+    endpoint: S3Endpoint, *, timeouts: Timeouts | None = None, client: S3Client | None = None
+) -> None:
     """List one key under the endpoint's prefix; raise one clear error if that fails.
 
     Wrong keys, a missing bucket, missing permissions and an unreachable endpoint each
     give an :class:`S3Error` (:class:`S3Unavailable` for the last) that says which.
     """
-    client = endpoint.client(timeouts or _CHECK_TIMEOUTS)
+    client = client or endpoint.client(timeouts or _CHECK_TIMEOUTS)
     prefix = endpoint.key() + "/" if endpoint.key() else ""
     try:
         client.list_objects_v2(Bucket=endpoint.bucket, Prefix=prefix, MaxKeys=1)
@@ -142,15 +144,18 @@ def _put_if_absent(client: S3Client, bucket: str, key: str) -> int:
     return int(response["ResponseMetadata"]["HTTPStatusCode"])
 
 
-def probe_conditional_put(endpoint: S3Endpoint, *, timeouts: Timeouts | None = None) -> ProbeResult:
+def probe_conditional_put(
+    endpoint: S3Endpoint, *, timeouts: Timeouts | None = None, client: S3Client | None = None
+) -> ProbeResult:
     """PUT a fresh key twice with ``If-None-Match: *``; enforced if the second gets 412.
 
     The probe key (``<prefix>/_lancesync_probe/<uuid>``) is deleted afterwards. Access is
     checked first with :func:`check_access`, whose errors it raises: some servers
     (SeaweedFS) would otherwise create a missing bucket on the first PUT.
     """
-    check_access(endpoint, timeouts=timeouts)
-    client = endpoint.client(timeouts or _CHECK_TIMEOUTS)
+    # A caller's client saves building another (a boto3 session costs a few hundred ms).
+    client = client or endpoint.client(timeouts or _CHECK_TIMEOUTS)
+    check_access(endpoint, timeouts=timeouts, client=client)
     key = endpoint.key(PROBE_FOLDER, uuid.uuid4().hex)
     action = f"writing probe object s3://{endpoint.bucket}/{key}"
     try:

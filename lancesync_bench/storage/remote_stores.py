@@ -15,13 +15,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lancesync_bench.errors import LanceSyncError, S3Error, S3Unavailable, SyncConflict
+from lancesync_bench.errors import LanceSyncError, S3Error, S3Unavailable
 from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy
 from lancesync_bench.storage.replica import Replica
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
 from lancesync_bench.storage.schema import TABLE_NAME, sql_string
 from lancesync_bench.storage.stores import LocalStore, StoreContext, read_json, write_json_atomic
 from lancesync_bench.storage.transfer import (
+    FileInfo,
     RemoteTable,
     TransferStats,
     local_files,
@@ -60,6 +61,8 @@ class BackupStore(LocalStore):
         state = read_json(self.state_path)
         self.last_push: float | None = state.get("last_push")
         self.remote_version: int | None = state.get("remote_version")
+        # Local files a finished backup put on S3 (so their records were written).
+        self._confirmed: set[str] = set(state.get("confirmed", []))
 
     async def backup(self) -> SyncReport:
         """Upload the files S3 lacks, manifests last; report what moved.
@@ -69,33 +72,38 @@ class BackupStore(LocalStore):
         """
         start = time.perf_counter()
         stats = TransferStats()
-        await self.wait_idle()
-        async with self.write_lock:
-            files = list(local_files(self.table_dir))
-        try:
-            remote = await asyncio.to_thread(self.remote.list_files, stats)
-            for rel in files:
-                info = remote.get(rel)
-                if info is not None and info.size != (self.table_dir / rel).stat().st_size:
-                    raise SyncConflict(
-                        f"S3 holds a different {rel} than this device; another device backs up "
-                        f"to the same place (s3://{self.remote.bucket}/{self.remote.table_key})"
-                    )
-            new = [r for r in files if r not in remote]
-            created = await asyncio.to_thread(
-                self.remote.push, self.table_dir, new, stats, writer=self.ctx.writer
-            )
-        except S3Unavailable as exc:
-            self.last_error = str(exc)
-            return _report("backup", self.ctx, stats, start, reachable=False, error=str(exc))
-        versions = [v for v in (manifest_version(r) for r in files) if v is not None]
+        # No compaction while files are listed and read: its cleanup would delete them.
+        async with self.maintenance_lock:
+            async with self.write_lock:
+                files = local_files(self.table_dir)
+            try:
+                remote = await asyncio.to_thread(self.remote.list_files, stats)
+                new, also = self._plan_backup(files, remote)
+                created = await asyncio.to_thread(
+                    self.remote.push,
+                    self.table_dir,
+                    new,
+                    stats,
+                    writer=self.ctx.writer,
+                    also_record=also,
+                )
+            except S3Unavailable as exc:
+                self.last_error = str(exc)
+                return _report("backup", self.ctx, stats, start, reachable=False, error=str(exc))
+        versions = [v for v in map(manifest_version, files) if v is not None]
         self.remote_version = max(
-            [*versions, *(v for v in (manifest_version(r) for r in remote) if v)], default=None
+            [*versions, *(v for v in map(manifest_version, remote) if v)], default=None
         )
         self.last_push = time.time()
         self.last_error = None
+        self._confirmed = set(files)
         write_json_atomic(
-            self.state_path, {"last_push": self.last_push, "remote_version": self.remote_version}
+            self.state_path,
+            {
+                "last_push": self.last_push,
+                "remote_version": self.remote_version,
+                "confirmed": sorted(self._confirmed),
+            },
         )
         return _report(
             "backup",
@@ -107,6 +115,33 @@ class BackupStore(LocalStore):
             remote_version=self.remote_version,
         )
 
+    def _plan_backup(
+        self, files: dict[str, int], remote: dict[str, FileInfo]
+    ) -> tuple[list[str], list[str]]:
+        """Which files to upload, and which already-uploaded ones the record must list.
+
+        * absent on S3: upload;
+        * a data file of another size on S3: a damaged or cut-short copy (names are random,
+          so no other writer made it): upload again;
+        * a manifest S3 already has, newer than the last confirmed backup: offer it again;
+          the conditional put then tells our own interrupted push (same SHA-256) from
+          another device's version (a conflict);
+        * on S3 but not confirmed by a finished backup: a file an interrupted backup sent;
+          the record of this push lists it so readers fetch it.
+        """
+        confirmed_version = self.remote_version or 0
+        new: list[str] = []
+        also: list[str] = []
+        for rel, size in files.items():
+            info = remote.get(rel)
+            version = manifest_version(rel)
+            damaged = version is None and info is not None and info.size != size
+            if info is None or damaged or (version or 0) > confirmed_version:
+                new.append(rel)
+            elif version is None and rel not in self._confirmed:
+                also.append(rel)
+        return new, also
+
     async def restore(self, version: int | None) -> SyncReport:
         """Rebuild the local table from the backup at ``version`` (latest when None).
 
@@ -116,10 +151,14 @@ class BackupStore(LocalStore):
         """
         start = time.perf_counter()
         stats = TransferStats()
-        await self.wait_idle()
+        async with self.maintenance_lock:
+            return await self._restore(version, stats, start)
+
+    async def _restore(self, version: int | None, stats: TransferStats, start: float) -> SyncReport:
         staging_root = self.ctx.user_dir / f".restore-{uuid.uuid4().hex[:8]}"
         try:
-            versions = await asyncio.to_thread(self.remote.list_versions, stats)
+            remote_files = await asyncio.to_thread(self.remote.list_files, stats)
+            versions = {v for v in map(manifest_version, remote_files) if v is not None}
             if not versions:
                 raise LanceSyncError(f"there is no backup for user {self.ctx.user_id!r} on S3")
             target = max(versions) if version is None else version
@@ -130,7 +169,7 @@ class BackupStore(LocalStore):
                     f"version {version} is not in the backup; available versions: {available}"
                 )
             staging = Replica(self.remote, staging_root, dim=self.ctx.dim, writer=self.ctx.writer)
-            self._link_local_files(staging.table_dir)
+            self._link_local_files(staging.table_dir, remote_files)
             await staging.open(stats)
             table = staging.table
             if target != max(versions):
@@ -145,6 +184,17 @@ class BackupStore(LocalStore):
                 os.replace(staging.table_dir, self.table_dir)
                 shutil.rmtree(old, ignore_errors=True)
                 await self.open()
+            # Everything restored came from a finished backup: the next one sends only news.
+            self._confirmed = {r for r in local_files(self.table_dir) if r in remote_files}
+            self.remote_version = max(versions)
+            write_json_atomic(
+                self.state_path,
+                {
+                    "last_push": self.last_push,
+                    "remote_version": self.remote_version,
+                    "confirmed": sorted(self._confirmed),
+                },
+            )
         except S3Unavailable as exc:
             self.last_error = str(exc)
             return _report("restore", self.ctx, stats, start, reachable=False, error=str(exc))
@@ -160,10 +210,15 @@ class BackupStore(LocalStore):
             remote_version=max(versions),
         )
 
-    def _link_local_files(self, dest: Path) -> None:
-        """Seed the staging folder with local data files (hard links) to avoid downloads."""
-        for rel in local_files(self.table_dir):
-            if manifest_version(rel) is not None:
+    def _link_local_files(self, dest: Path, remote: dict[str, FileInfo]) -> None:
+        """Seed the staging folder with local data files (hard links) to avoid downloads.
+
+        Only files S3 holds under the same name and size: anything else (a table this device
+        made before restoring, a damaged copy) stays out of the restored table.
+        """
+        for rel, size in local_files(self.table_dir).items():
+            info = remote.get(rel)
+            if manifest_version(rel) is not None or info is None or info.size != size:
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +253,13 @@ class SyncStore(LocalStore):
         state = read_json(self.state_path)
         self.last_push: float | None = state.get("last_push")
         self.last_pull: float | None = state.get("last_pull")
+        # Watermarks survive compaction: once this device's records up to `pushed` reached S3,
+        # and other devices' records up to `pulled[origin]` arrived here, they are never
+        # exchanged again, even after maintenance removed the losing ones from a table
+        # (re-sending a removed record could bring back a deleted document).
+        self.pushed: int = int(state.get("pushed", -1))
+        self.pulled: dict[str, int] = {str(k): int(v) for k, v in state.get("pulled", {}).items()}
+        self.pushed_remote_version: int = int(state.get("pushed_remote_version", 0))
         self._replica_open = False
         # One sync at a time per device: two at once would both open the replica (the second
         # fails creating a table the first made) or push the same records twice.
@@ -232,22 +294,31 @@ class SyncStore(LocalStore):
             else:
                 await self.replica.refresh(stats)
             remote_marks = await self._watermarks(self.replica.docs)
+            if (self.replica.remote_version or 0) < self.pushed_remote_version:
+                self.pushed = -1  # the S3 table was replaced: what it holds is all that counts
             async with self.write_lock:
-                floor = remote_marks.get(self.ctx.writer, -1)
+                floor = max(remote_marks.get(self.ctx.writer, -1), self.pushed)
                 mine = await self.docs.records(
                     f"origin = {sql_string(self.ctx.writer)} AND updated_at > {floor}"
                 )
             if mine.num_rows:
                 await self.replica.commit(lambda d: d.append(mine), stats)
                 pushed = mine.num_rows
+                self.pushed = max(self.pushed, int(pc.max(mine.column("updated_at")).as_py()))
                 self.last_push = time.time()
+            self.pushed_remote_version = self.replica.remote_version or 0
             local_marks = await self._watermarks(self.docs)
-            incoming = await self._incoming(remote_marks, local_marks)
+            floors = {o: max(m, self.pulled.get(o, -1)) for o, m in local_marks.items()}
+            floors.update({o: w for o, w in self.pulled.items() if o not in floors})
+            incoming = await self._incoming(remote_marks, floors)
             if incoming.num_rows:
                 async with self.write_lock:
                     await self.docs.append(incoming)
                 pulled = incoming.num_rows
                 self._after_write()
+            for origin, mark in remote_marks.items():
+                if origin != self.ctx.writer:
+                    self.pulled[origin] = max(self.pulled.get(origin, -1), mark)
             self.last_pull = time.time()
             if await self.replica.docs.needs_maintenance(self.replica_policy):
                 await self.replica.commit(
@@ -258,7 +329,14 @@ class SyncStore(LocalStore):
             return _report("sync", self.ctx, stats, start, reachable=False, error=str(exc))
         self.last_error = None
         write_json_atomic(
-            self.state_path, {"last_push": self.last_push, "last_pull": self.last_pull}
+            self.state_path,
+            {
+                "last_push": self.last_push,
+                "last_pull": self.last_pull,
+                "pushed": self.pushed,
+                "pulled": self.pulled,
+                "pushed_remote_version": self.pushed_remote_version,
+            },
         )
         return _report(
             "sync",
@@ -289,20 +367,14 @@ class SyncStore(LocalStore):
     async def status(self) -> StoreStatus:
         """Local and remote versions and how many of this device's records are unpushed."""
         base = await super().status()
-        local_marks = await self._watermarks(self.docs)
-        pending = 0
-        if self._replica_open:
-            remote_marks = await self._watermarks(self.replica.docs)
-            floor = remote_marks.get(self.ctx.writer, -1)
-            keys = await self.docs.keys(
-                f"origin = {sql_string(self.ctx.writer)} AND updated_at > {floor}"
-            )
-            pending = keys.num_rows
-        else:
-            pending = int(local_marks.get(self.ctx.writer) is not None)
+        keys = await self.docs.keys(
+            f"origin = {sql_string(self.ctx.writer)} AND updated_at > {self.pushed}"
+        )
+        pending = keys.num_rows
         base.remote_version = self.replica.remote_version
         base.pending_changes = pending
         base.in_sync = pending == 0 and self._replica_open
+        base.reachable = None if not self._replica_open else self.last_error is None
         base.last_push, base.last_pull = self.last_push, self.last_pull
         return base
 
@@ -363,9 +435,14 @@ class S3PrimaryStore(LocalStore):
         stats = TransferStats()
         try:
             await self.replica.commit(lambda d: d.append(records), stats)
-        except S3Error:
-            self.last_error = "write failed: S3 did not take the commit"
-            raise
+        except S3Error as exc:
+            self.last_error = f"write not committed: {exc}"
+            # Same class (S3Unavailable stays S3Unavailable), a message that says the outcome.
+            raise type(exc)(
+                f"write of {records.num_rows} document(s) was not committed (nothing was "
+                f"written): {exc}"
+            ) from exc
+        self.last_error = None
         self._table = self.replica.table
 
     async def read_docs(self) -> DocTable:
@@ -387,6 +464,7 @@ class S3PrimaryStore(LocalStore):
             self.replica.last_refresh = time.monotonic()
             return _report("refresh", self.ctx, stats, start, reachable=False, error=str(exc))
         self.stale = False
+        self.last_error = None
         self._table = self.replica.table
         report = _report(
             "refresh", self.ctx, stats, start, remote_version=self.replica.remote_version

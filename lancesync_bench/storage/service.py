@@ -63,8 +63,11 @@ class LanceDBStorageService:
             self.endpoint = S3Endpoint.from_config(config)
         self.timeouts = Timeouts.from_config(config)
         self.device_id = _device_id(config)
+        # Tables other writers share keep their tombstones: a writer that has not seen a
+        # delete may still hold an older record of that document.
         self.policy = policy or MaintenancePolicy(
-            keep_tombstones=self.mode is StorageMode.LOCAL_PRIMARY_S3_SYNC
+            keep_tombstones=self.mode
+            in (StorageMode.LOCAL_PRIMARY_S3_SYNC, StorageMode.S3_PRIMARY_LOCAL_CACHE)
         )
         self._check_conditional_put = check_conditional_put
         self._client: Any = None
@@ -93,14 +96,19 @@ class LanceDBStorageService:
 
     def _remote(self, user_id: str) -> RemoteTable:
         assert self.endpoint is not None
-        if self._client is None:
-            self._client = self.endpoint.client(self.timeouts)
         return RemoteTable(
-            self._client,
+            self._s3_client,
             self.endpoint.bucket,
             self.endpoint.key("users", user_id, f"{TABLE_NAME}.lance"),
             self.endpoint.key("users", user_id, "_lancesync", TABLE_NAME),
         )
+
+    def _s3_client(self) -> Any:
+        """The service's one boto3 client, built on first use and shared by all users."""
+        if self._client is None:
+            assert self.endpoint is not None
+            self._client = self.endpoint.client(self.timeouts)
+        return self._client
 
     async def _ensure_multi_writer_safe(self) -> None:
         """Refuse multi-writer modes on an endpoint that ignores ``If-None-Match: *``."""
@@ -111,7 +119,9 @@ class LanceDBStorageService:
         from lancesync_bench.s3.probe import probe_conditional_put
 
         assert self.endpoint is not None
-        result = await asyncio.to_thread(probe_conditional_put, self.endpoint)
+        result = await asyncio.to_thread(
+            probe_conditional_put, self.endpoint, client=self._s3_client()
+        )
         if not result.enforced:
             raise S3Error(
                 f"storage mode {self.mode.value} lets several writers commit to one table, which "

@@ -23,7 +23,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +197,14 @@ class TransferStats:
         }
 
 
+_HINTS = {
+    "NoSuchBucket": "; the bucket does not exist: check S3_BUCKET",
+    "InvalidAccessKeyId": "; check AWS_ACCESS_KEY_ID",
+    "SignatureDoesNotMatch": "; check AWS_SECRET_ACCESS_KEY",
+    "AccessDenied": "; the keys lack permission for this bucket or prefix",
+}
+
+
 def _s3_failure(exc: Exception, what: str) -> S3Error:
     """Turn a botocore failure into this package's error, without leaking credentials."""
     if isinstance(exc, ClientError):
@@ -205,7 +213,8 @@ def _s3_failure(exc: Exception, what: str) -> S3Error:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status is not None and int(status) >= 500:
             return S3Unavailable(f"{what}: S3 answered {status} {code}")
-        return S3Error(f"{what}: S3 refused with {code} (HTTP {status})")
+        hint = _HINTS.get(code, "")
+        return S3Error(f"{what}: S3 refused with {code} (HTTP {status}){hint}")
     return S3Unavailable(f"{what}: S3 is unreachable ({type(exc).__name__})")
 
 
@@ -214,18 +223,27 @@ class RemoteTable:
 
     def __init__(
         self,
-        client: S3Client,
+        client: S3Client | Callable[[], S3Client],
         bucket: str,
         table_key: str,
         sidecar_key: str,
         *,
         workers: int = 8,
     ) -> None:
-        self.client = client
+        # A factory defers building the boto3 client (hundreds of ms) until S3 is first used:
+        # a local-first store that never syncs in a session never pays for it.
+        self._client = client
         self.bucket = bucket
         self.table_key = table_key.strip("/")
         self.sidecar_key = sidecar_key.strip("/")
         self.workers = workers
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client (built on first use when a factory was given)."""
+        if callable(self._client) and not hasattr(self._client, "put_object"):
+            self._client = self._client()
+        return self._client  # type: ignore[return-value]
 
     # -- listing -------------------------------------------------------------------------
 

@@ -82,9 +82,10 @@ def open_service(
     config = make_config(mode, path, ep, device=device, **env)
     if policy is None:
         # Tests that do not exercise maintenance keep it out of the way; the default
-        # keep_tombstones rule (only in sync mode) is what the service itself would choose.
+        # keep_tombstones rule (shared tables keep them) is what the service itself chooses.
         policy = MaintenancePolicy(
-            max_fragments=10_000, keep_tombstones=mode == "local_primary_s3_sync"
+            max_fragments=10_000,
+            keep_tombstones=mode in ("local_primary_s3_sync", "s3_primary_local_cache"),
         )
     return LanceDBStorageService(config, endpoint=ep, policy=policy)
 

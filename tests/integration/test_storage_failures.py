@@ -400,13 +400,14 @@ def test_corrupt_backup_file_is_detected_on_restore(
                 assert _files(tmp_path / "B") == files_before
                 assert not [p for p in (tmp_path / "B").rglob(Path(victim).name)]
 
-            # The device that made the backup links its own copies instead of downloading:
-            # a same-size change goes unused, a size change is refused; either way its
-            # documents stay as they were.
+            # The device that made the backup links its own copies where S3 lists the same
+            # name and size: a same-size change goes unused; a size change means the S3 copy
+            # is downloaded, fails verification and is refused. Either way its documents
+            # stay as they were.
             if same_size:
                 assert (await a.restore(USER)).reachable
             else:
-                with pytest.raises(IntegrityError, match="differs from S3"):
+                with pytest.raises(IntegrityError, match="failed verification"):
                     await a.restore(USER)
             assert content_hash(await service_live(a, USER)) == backed_up
 

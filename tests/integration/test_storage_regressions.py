@@ -1,0 +1,69 @@
+"""Regressions: a backup that meets another writer's same-size version, and a deleted
+document that a sync device must not bring back after a shared table was compacted."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from _storage_helpers import make_docs, open_service
+
+from lancesync_bench.errors import SyncConflict
+from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.storage.doctable import MaintenancePolicy
+
+BACKUP = "local_primary_s3_backup"
+SYNC = "local_primary_s3_sync"
+PRIMARY = "s3_primary_local_cache"
+USER = "erin"
+
+
+def test_backup_refuses_another_writers_version_even_when_sizes_match(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """Two desktops, one backup place: the second to back up the same version number is
+    refused, however alike the two manifests are in size (device ids of equal length and
+    documents of equal size make them alike)."""
+
+    async def scenario() -> None:
+        async with (
+            open_service(BACKUP, tmp_path / "A", s3, device="A") as a,
+            open_service(BACKUP, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, make_docs(1, tag="x"))
+            await b.add_documents(USER, make_docs(1, tag="y"))
+            assert (await a.backup(USER)).reachable
+            with pytest.raises(SyncConflict, match="another writer"):
+                await b.backup(USER)
+            status = await b.status(USER)
+            assert status.pending_changes > 0 or status.in_sync is False
+
+    asyncio.run(scenario())
+
+
+def test_deleted_document_stays_deleted_after_a_shared_table_is_compacted(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """A sync device pushed X; a cloud backend deletes X and compacts the shared table (the
+    losing record leaves it). The device's next syncs must not send its old record again."""
+
+    async def scenario() -> None:
+        policy = MaintenancePolicy(max_fragments=10_000, keep_tombstones=True)
+        async with open_service(SYNC, tmp_path / "dev", s3, device="dev", policy=policy) as dev:
+            await dev.add_documents(USER, make_docs(3, tag="dev"))
+            assert (await dev.sync(USER)).reachable
+            async with open_service(PRIMARY, tmp_path / "web", s3, device="web") as web:
+                assert await web.get_document(USER, "d1") is not None
+                await web.delete_documents(USER, ["d1"])
+                await web.maintain(USER)
+            for _ in range(2):
+                report = await dev.sync(USER)
+                assert report.reachable and report.records_up == 0
+            assert await dev.get_document(USER, "d1") is None
+            assert await dev.get_document(USER, "d0") is not None
+        async with open_service(PRIMARY, tmp_path / "web2", s3, device="web2") as web2:
+            assert await web2.get_document(USER, "d1") is None
+            assert await web2.get_document(USER, "d2") is not None
+
+    asyncio.run(scenario())
