@@ -262,6 +262,22 @@ class LanceDBStorageService:
         """Mode, versions, pending changes, last push/pull and last error for a user."""
         return await (await self._store(user_id)).status()
 
+    async def prune(self, user_id: str, *, retention_s: float | None = None) -> Any:
+        """Remove the user's S3 versions older than RETENTION_S (or ``retention_s``).
+
+        The latest version and every file a kept version references stay; see
+        :mod:`lancesync_bench.storage.retention`. Returns a ``PruneReport``.
+        """
+        from lancesync_bench.storage.retention import prune_remote
+
+        validate_user_id(user_id)
+        if not self.mode.uses_s3 or self.endpoint is None:
+            from lancesync_bench.errors import ConfigError
+
+            raise ConfigError(f"prune() is not available in storage mode {self.mode.value}")
+        keep = self.config.retention_s if retention_s is None else retention_s
+        return await prune_remote(self.endpoint, user_id, retention_s=keep, timeouts=self.timeouts)
+
     async def maintain(self, user_id: str) -> Any:
         """Compact the user's table now (normally automatic, off the write path)."""
         return await (await self._store(user_id)).maintain()

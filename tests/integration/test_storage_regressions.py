@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from _storage_helpers import make_docs, open_service
 
-from lancesync_bench.errors import SyncConflict
+from lancesync_bench.errors import LanceSyncError, SyncConflict
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.storage.doctable import MaintenancePolicy
 
@@ -65,5 +65,31 @@ def test_deleted_document_stays_deleted_after_a_shared_table_is_compacted(
         async with open_service(PRIMARY, tmp_path / "web2", s3, device="web2") as web2:
             assert await web2.get_document(USER, "d1") is None
             assert await web2.get_document(USER, "d2") is not None
+
+    asyncio.run(scenario())
+
+
+def test_prune_keeps_the_latest_backup_and_drops_old_versions(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """Retention removes old S3 versions (restoring one is then refused by name) and never
+    a file the kept version needs (a restore on a new machine reads everything)."""
+
+    async def scenario() -> None:
+        async with open_service(BACKUP, tmp_path / "A", s3) as a:
+            for i in range(4):
+                await a.add_documents(USER, make_docs(1, start=i, tag="p"))
+                assert (await a.backup(USER)).reachable
+            before = (await a.backup(USER)).remote_version
+            report = await a.prune(USER, retention_s=0)
+            assert report.versions_removed >= 3 and report.versions_kept == 1
+        async with open_service(BACKUP, tmp_path / "B", s3, device="B") as b:
+            restored = await b.restore(USER)
+            assert restored.records_down == 4
+            for i in range(4):
+                assert await b.get_document(USER, f"d{i}") is not None
+            with pytest.raises(LanceSyncError, match="not in the backup"):
+                await b.restore(USER, version=1)
+        assert before is not None
 
     asyncio.run(scenario())
