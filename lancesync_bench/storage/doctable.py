@@ -43,7 +43,10 @@ class MaintenancePolicy:
     # Keep tombstones in multi-device sync (a deleted document must not come back from a
     # device that has not heard of the delete); other modes can drop them once applied.
     keep_tombstones: bool = False
-    cleanup_older_than: timedelta | None = timedelta(0)
+    # Compaction leaves the old files for a minute: a read that began on the previous version
+    # (reads take no lock) still finds them; a later pass removes them. With 0, such a read
+    # failed with "Not found" about once in a thousand operations under write load.
+    cleanup_older_than: timedelta | None = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -241,8 +244,9 @@ class DocTable:
         dead = await self.dead_row_ids(keep_tombstones=policy.keep_tombstones)
         await self.remove_rows(dead)
         with warnings.catch_warnings():
-            # LanceDB warns that cleanup_older_than=0 breaks other processes reading older
-            # versions; each table here has one owner process, whose readers follow latest.
+            # LanceDB warns that a short cleanup_older_than can break other processes reading
+            # older versions; each table here has one owner process, and in-process reads are
+            # covered by the grace period above.
             warnings.simplefilter("ignore", UserWarning)
             await self.table.optimize(cleanup_older_than=policy.cleanup_older_than)
         built = await self.ensure_indexes(policy)

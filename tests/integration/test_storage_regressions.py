@@ -93,3 +93,36 @@ def test_prune_keeps_the_latest_backup_and_drops_old_versions(
         assert before is not None
 
     asyncio.run(scenario())
+
+
+def test_reads_never_race_background_compaction(tmp_path: Path) -> None:
+    """Writes that trigger background compaction every few appends, with reads in between:
+    no read may find a data file gone (compaction used to delete the previous version's
+    files at once, under a read still using them)."""
+    import numpy as np
+
+    from lancesync_bench.config import LanceDBSyncConfig
+    from lancesync_bench.storage.service import LanceDBStorageService
+
+    async def scenario() -> None:
+        config = LanceDBSyncConfig.from_env(
+            {
+                "FRONTEND_TYPE": "web",
+                "BACKEND_LOCATION": "local",
+                "S3_STORAGE_ENABLED": "false",
+                "LOCAL_STORAGE_PATH": str(tmp_path),
+                "EMBEDDING_DIM": "8",
+                "DEVICE_ID": "A",
+            }
+        )
+        rng = np.random.default_rng(7)
+        async with LanceDBStorageService(config, policy=MaintenancePolicy(max_fragments=4)) as s:
+            for i in range(300):
+                doc = {"id": f"d{i % 40}", "text": str(i), "vector": rng.random(8).tolist()}
+                await s.add_documents(USER, [doc])
+                for j in range(3):
+                    await s.get_document(USER, f"d{(i + j) % 40}")
+            await s.wait_idle(USER)
+            assert (await s.get_document(USER, "d19"))["text"] == "299"
+
+    asyncio.run(scenario())

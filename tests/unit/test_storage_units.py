@@ -408,7 +408,7 @@ def test_device_id_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert LanceDBStorageService(config).device_id == first
 
 
-def test_default_policy_keeps_tombstones_only_for_sync(tmp_path: Path) -> None:
+def test_default_policy_keeps_tombstones_on_shared_tables(tmp_path: Path) -> None:
     endpoint = S3Endpoint(
         url="http://127.0.0.1:9", region="us-east-1", access_key_id="k",
         secret_access_key=Secret("s"), bucket="bucket",
@@ -428,7 +428,7 @@ def test_default_policy_keeps_tombstones_only_for_sync(tmp_path: Path) -> None:
         policies[svc.mode.value] = svc.policy.keep_tombstones
     assert policies == {
         "local_primary_s3_sync": True,
-        "s3_primary_local_cache": False,
+        "s3_primary_local_cache": True,
         "local_primary_s3_backup": False,
     }
     assert not (tmp_path / "users").exists()
