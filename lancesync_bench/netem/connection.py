@@ -15,7 +15,7 @@ import random
 import socket
 import struct
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from enum import Enum
@@ -57,6 +57,8 @@ class PathState:
     counts: CountKeeper
     seed: int
     cut_mode: CutMode | None = None
+    # Called with each request head; returns the head to send (see netem.rewrite).
+    rewrite: Callable[[RequestHead, bytes], bytes] | None = None
     connections: set[Connection] = field(default_factory=set)
     delay_rng: random.Random = field(init=False)
     fault_rng: random.Random = field(init=False)
@@ -158,7 +160,7 @@ class Connection:
         self.blackholed = path.cut_mode == "blackhole"
         self._client_r, self._client_w = reader, writer
         self._up_w: asyncio.StreamWriter | None = None
-        self._tracker = HttpTracker()
+        self._tracker = HttpTracker(path.rewrite)
         self._tasks: list[asyncio.Task[None]] = []
         self._upstream_tasks: list[asyncio.Task[None]] = []
         self._unparsed = False
@@ -248,23 +250,33 @@ class Connection:
             path.counts.add("bytes_up", len(data))
             if self._failing:
                 continue  # lingering close: read and drop
-            if await self._track(data, now, up, down):
-                continue
+            forward = await self._track(data, now, up, down)
+            if not forward:
+                continue  # failed on purpose (None), or a rewrite holds a partial head (b"")
+            data = forward
             release = up.schedule(now, len(data), path.profile, path.delay_rng)
             await self._send(up, self._up_w, release, data, client=False)
 
-    async def _track(self, data: bytes, now: float, up: _DelayLine, down: _DelayLine) -> bool:
-        """Count the requests in ``data``; True when one of them was failed on purpose."""
-        if self._tracker.broken:
-            return False
+    async def _track(
+        self, data: bytes, now: float, up: _DelayLine, down: _DelayLine
+    ) -> bytes | None:
+        """Count the requests in ``data``; the bytes to forward (``data``, or its rewrite
+        when the path rewrites requests), or None when a request was failed on purpose."""
         path = self.path
-        for parsed in self._tracker.feed_request(data):
+        if path.rewrite is not None:
+            # Even once the stream is not followable: the rewriter may hold a partial head.
+            found, data = self._tracker.rewrite_request(data)
+        elif self._tracker.broken:
+            return data
+        else:
+            found = self._tracker.feed_request(data)
+        for parsed in found:
             path.counts.request(parsed.head)
             if path.should_fail():
                 await self._fail(parsed.head, now, up, down)
-                return True
+                return None
         self._note_unparsed()
-        return False
+        return data
 
     def _note_unparsed(self) -> None:
         if self._tracker.broken and not self._unparsed:

@@ -3,14 +3,16 @@
 The proxy sees raw bytes split wherever TCP split them. These parsers find each request
 and response head, skip bodies by their framing (``Content-Length`` or chunked transfer
 coding; ``aws-chunked`` content sits inside either and needs nothing special) and follow
-keep-alive connections across many requests. They never change a byte: the proxy forwards
-everything as it came, and a stream they cannot follow is marked ``broken`` and no longer
-counted rather than disturbed.
+keep-alive connections across many requests. They never change a byte unless asked to
+(:meth:`HttpTracker.rewrite_request` replaces request heads, for the proxy's ``rewrite``
+option), and a stream they cannot follow is marked ``broken`` and no longer counted (nor
+rewritten) rather than disturbed.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from functools import cached_property
@@ -225,21 +227,58 @@ def _parse_head(raw: bytes) -> tuple[list[str], dict[str, str]] | None:
 
 
 class _RequestFramer(_Framer):
-    def __init__(self) -> None:
+    def __init__(self, rewrite: Callable[[RequestHead, bytes], bytes] | None = None) -> None:
         super().__init__()
         self.found: list[ParsedRequest] = []
         self.current: RequestHead | None = None
+        self._rewrite = rewrite
+        self._out = bytearray()  # what to forward, while rewriting
 
     def on_head(self, raw: bytes, start: int) -> None:
         parsed = _parse_head(raw)
         if parsed is None or len(parsed[0]) != 3 or not parsed[0][2].startswith("HTTP/1."):
             self.state = _State.BROKEN
+            if self._rewrite is not None:
+                self._out += raw  # not ours to follow: forwarded as it came
             return
         (method, target, _), headers = parsed
         self.current = RequestHead(method=method.upper(), target=target, headers=headers)
         self.found.append(ParsedRequest(self.current, start))
+        if self._rewrite is not None:
+            self._out += self._rewrite(self.current, raw)
         # A request without Content-Length or chunked coding has no body (RFC 9112 6.3).
         self.start_body(headers, until_close=False)
+
+    def feed_rewriting(self, data: bytes) -> bytes:
+        """Feed ``data``; return the bytes to forward, each complete head rewritten.
+
+        Bodies and framing lines pass at once; a head is held back until its blank line
+        arrives (it may span chunks), then forwarded as the rewrite returns it.
+        """
+        out = self._out
+        pos = 0
+        while pos < len(data) and self.state is not _State.BROKEN:
+            state = self.state
+            if state is _State.HEAD and not self._buf:
+                # Blank lines before a request line are skipped by the parser; keep them.
+                end = pos
+                while end < len(data) and data[end] in b"\r\n":
+                    end += 1
+                out += data[pos:end]
+                pos = end
+                if pos == len(data):
+                    break
+            new = self._step(data, pos)
+            if state is not _State.HEAD:
+                out += data[pos:new]
+            elif self.broken and self._buf:
+                out += self._buf  # a head too long to follow: forwarded as it came
+                self._buf.clear()
+            pos = new
+        out += data[pos:]  # after a break, the rest passes untouched
+        forward = bytes(out)
+        out.clear()
+        return forward
 
 
 class _ResponseFramer(_Framer):
@@ -282,9 +321,9 @@ class HttpTracker:
     that answer and stops waiting for a body that will not come.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rewrite: Callable[[RequestHead, bytes], bytes] | None = None) -> None:
         self._pending: deque[RequestHead] = deque()
-        self._requests = _RequestFramer()
+        self._requests = _RequestFramer(rewrite)
         self._responses = _ResponseFramer(self._pending)
 
     @property
@@ -300,6 +339,20 @@ class HttpTracker:
         self._requests.feed(data)
         self._pending.extend(p.head for p in self._requests.found)
         return self._requests.found
+
+    def rewrite_request(self, data: bytes) -> tuple[list[ParsedRequest], bytes]:
+        """Like :meth:`feed_request`, and also the bytes to forward instead of ``data``.
+
+        Needs the ``rewrite`` given at construction; each complete request head is replaced
+        by what it returns, everything else passes unchanged. A partial head is held back
+        (the bytes returned may be empty). ``ParsedRequest.start`` refers to ``data``.
+        """
+        if self._requests.broken:
+            return [], data
+        self._requests.found = []
+        forward = self._requests.feed_rewriting(data)
+        self._pending.extend(p.head for p in self._requests.found)
+        return self._requests.found, forward
 
     def feed_response(self, data: bytes) -> list[ResponseHead]:
         """Server-to-client bytes in; the response heads (interim ones too) out."""

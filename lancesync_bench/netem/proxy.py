@@ -13,6 +13,7 @@ from lancesync_bench.errors import ConfigError, S3Error
 from lancesync_bench.netem.connection import Connection, CutMode, PathState
 from lancesync_bench.netem.counts import CountKeeper, RequestCounts
 from lancesync_bench.netem.profile import PRESETS, NetworkProfile
+from lancesync_bench.netem.rewrite import RequestRewrite
 from lancesync_bench.s3.endpoint import S3Endpoint
 
 __all__ = ["S3Proxy"]
@@ -42,12 +43,20 @@ class S3Proxy:
     It listens on 127.0.0.1 on a free port (:attr:`url`) and relays each connection to
     ``upstream_url`` (plain ``http://``: the proxy reads HTTP/1.1 to count requests).
     Delays and faults follow the profile (see :class:`NetworkProfile`); ``seed`` makes
-    jitter and fault draws repeatable. The relay runs on its own asyncio loop in a daemon
+    jitter and fault draws repeatable. ``rewrite`` (see :mod:`lancesync_bench.netem.rewrite`)
+    is called with every request head and sends what it returns instead, e.g.
+    ``rewrite=ConditionalStripper(endpoint.secret_access_key)`` makes the server behind the
+    proxy ignore ``If-None-Match``. The relay runs on its own asyncio loop in a daemon
     thread; :meth:`stop` (also on exit) drops all connections and joins it, idempotently.
     """
 
     def __init__(
-        self, upstream_url: str, profile: NetworkProfile | None = None, *, seed: int = 0
+        self,
+        upstream_url: str,
+        profile: NetworkProfile | None = None,
+        *,
+        seed: int = 0,
+        rewrite: RequestRewrite | None = None,
     ) -> None:
         parts = urlsplit(upstream_url)
         try:
@@ -63,6 +72,7 @@ class S3Proxy:
         self._upstream = (parts.hostname, port or 80)
         self._initial_profile = profile or PRESETS["loopback"]
         self._seed = seed
+        self._rewrite = rewrite
         self._counts = CountKeeper()
         self._state: PathState | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,7 +130,13 @@ class S3Proxy:
             ready.set()
 
     async def _serve(self, ready: threading.Event) -> None:
-        state = PathState(*self._upstream, self._initial_profile, self._counts, self._seed)
+        state = PathState(
+            *self._upstream,
+            self._initial_profile,
+            self._counts,
+            self._seed,
+            rewrite=self._rewrite,
+        )
         stopping = asyncio.Event()
         serving: set[asyncio.Task[None]] = set()
 
