@@ -217,6 +217,12 @@ class LanceDBStorageService:
 
         All documents are checked before anything is written; returns how many were added.
         """
+        from lancesync_bench.errors import DocumentError
+
+        if isinstance(documents, (str, bytes, dict)) or not isinstance(documents, Sequence):
+            raise DocumentError(
+                f"documents must be a list of dicts, got {type(documents).__name__}"
+            )
         return await (await self._store(user_id)).add(documents)
 
     async def import_documents(self, user_id: str, table: Any) -> int:
@@ -234,9 +240,28 @@ class LanceDBStorageService:
         self, user_id: str, vector: Sequence[float], k: int = 10
     ) -> list[dict[str, Any]]:
         """The ``k`` documents nearest to ``vector``, nearest first, each with ``distance``."""
-        if not 1 <= k <= 10_000:
-            raise ValueError(f"k={k} is out of range; allowed: 1 to 10000")
-        return await (await self._store(user_id)).search(vector, k)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10_000:
+            raise ValueError(f"k={k!r} is out of range; allowed: an integer from 1 to 10000")
+        return await (await self._store(user_id)).search(self._query_vector(vector), k)
+
+    def _query_vector(self, vector: Sequence[float]) -> Any:
+        """A query vector of EMBEDDING_DIM finite numbers, or a DocumentError saying why not."""
+        import numpy as np
+
+        from lancesync_bench.errors import DocumentError
+
+        dim = self.config.embedding_dim
+        try:
+            arr = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise DocumentError(f"query vector must be {dim} numbers (EMBEDDING_DIM)") from None
+        if arr.shape != (dim,):
+            raise DocumentError(
+                f"query vector has shape {arr.shape}, expected ({dim},) (EMBEDDING_DIM)"
+            )
+        if not np.isfinite(arr).all():
+            raise DocumentError("query vector holds NaN or infinity")
+        return arr
 
     async def delete_documents(self, user_id: str, ids: Sequence[str]) -> int:
         """Delete documents by id (kept as tombstones where sync needs them)."""

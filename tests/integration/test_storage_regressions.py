@@ -126,3 +126,35 @@ def test_reads_never_race_background_compaction(tmp_path: Path) -> None:
             assert (await s.get_document(USER, "d19"))["text"] == "299"
 
     asyncio.run(scenario())
+
+
+def test_bad_queries_and_arguments_get_clear_errors(tmp_path: Path) -> None:
+    """A NaN or wrong-length query vector and a non-list of documents are named errors,
+    not an empty result or a library's own message."""
+    from lancesync_bench.config import LanceDBSyncConfig
+    from lancesync_bench.errors import DocumentError
+    from lancesync_bench.storage.service import LanceDBStorageService
+
+    async def scenario() -> None:
+        config = LanceDBSyncConfig.from_env(
+            {
+                "FRONTEND_TYPE": "web",
+                "BACKEND_LOCATION": "local",
+                "S3_STORAGE_ENABLED": "false",
+                "LOCAL_STORAGE_PATH": str(tmp_path),
+                "EMBEDDING_DIM": "4",
+            }
+        )
+        async with LanceDBStorageService(config) as s:
+            await s.add_documents(USER, [{"id": "a", "text": "t", "vector": [1, 2, 3, 4]}])
+            with pytest.raises(DocumentError, match="NaN"):
+                await s.search(USER, [float("nan")] * 4)
+            with pytest.raises(DocumentError, match="EMBEDDING_DIM"):
+                await s.search(USER, [1.0, 2.0, 3.0])
+            with pytest.raises(DocumentError, match="list of dicts"):
+                await s.add_documents(USER, None)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="k=0"):
+                await s.search(USER, [1.0, 2.0, 3.0, 4.0], k=0)
+            assert [d["id"] for d in await s.search(USER, [1.0, 2.0, 3.0, 4.0], k=1)] == ["a"]
+
+    asyncio.run(scenario())
