@@ -26,7 +26,15 @@ from lancesync_bench.errors import ConfigError
 from lancesync_bench.stats import Targets
 from lancesync_bench.workload import Workload
 
-__all__ = ["Profile", "Scenario", "Targets", "WorkloadSpec", "load_scenario", "load_scenarios"]
+__all__ = [
+    "Profile",
+    "Scenario",
+    "SweepSpec",
+    "Targets",
+    "WorkloadSpec",
+    "load_scenario",
+    "load_scenarios",
+]
 # Targets lives in stats (beside Target and judge) and is re-exported here.
 
 # Placeholders that let the configuration validate; nothing is ever sent to them.
@@ -81,6 +89,23 @@ class WorkloadSpec:
 
 
 @dataclass(frozen=True)
+class SweepSpec:
+    """A concurrency sweep: ``users`` processes at once, each its own service and user.
+
+    Every process issues ``ops_per_user`` operations (every ``write_every``-th a one-document
+    write, the rest point reads) at ``rate_per_s`` intended start times per second, on a
+    table of each of ``sizes`` rows, under network profile ``profile``.
+    """
+
+    users: tuple[int, ...]
+    sizes: tuple[int, ...]
+    profile: str
+    ops_per_user: int = 30  # ~3 s per level at 10/s: small enough for the default run
+    rate_per_s: float = 10.0  # well under one user's capacity, so queueing comes from sharing
+    write_every: int = 3  # read-mostly, and 10 writes per user per level give a write median
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One deployment to benchmark; ``storage_mode`` comes from the real configuration code."""
 
@@ -92,6 +117,7 @@ class Scenario:
     workload: WorkloadSpec
     profiles: tuple[Profile, ...]
     targets: Targets
+    sweep: SweepSpec | None = None  # no [sweep] table: no concurrency sweep
 
     def profile(self, name: str) -> Profile:
         """The profile called ``name``; ConfigError naming the choices when there is none."""
@@ -143,6 +169,9 @@ class Scenario:
             },
             "profiles": [asdict(p) for p in self.profiles],
             "targets": asdict(self.targets),
+            "sweep": None
+            if self.sweep is None
+            else {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.sweep).items()},
         }
 
 
@@ -177,6 +206,7 @@ _TOP: dict[str, tuple[Check, Any]] = {
     "workload": (_TABLE, _REQUIRED),
     "profiles": (_TABLE, _REQUIRED),
     "targets": (_TABLE, {}),
+    "sweep": (_TABLE, None),
 }
 _POSITIVE = ("batch_size", "repetitions", "quick_repetitions", "queries", "n_clusters")
 _WORKLOAD: dict[str, tuple[Check, Any]] = {
@@ -192,6 +222,22 @@ _PROFILE: dict[str, tuple[Check, Any]] = {
     "default": ((lambda v: isinstance(v, bool), "true or false"), False),
     "max_size": (_POS, None),
     "description": ((lambda v: isinstance(v, str), "a string"), ""),
+}
+# More processes than this on one machine measure the scheduler, not the storage.
+_MAX_SWEEP_USERS = 64
+_SWEEP: dict[str, tuple[Check, Any]] = {
+    "users": (
+        (
+            lambda v: _is_sizes(v) and max(v) <= _MAX_SWEEP_USERS,
+            f"a list of distinct integers from 1 to {_MAX_SWEEP_USERS}",
+        ),
+        _REQUIRED,
+    ),
+    "sizes": (_SIZES, None),
+    "profile": (_TEXT, None),
+    "ops_per_user": (_POS, SweepSpec.ops_per_user),
+    "rate_per_s": ((lambda v: _is_number(v) and v > 0, "a positive number"), 10.0),
+    "write_every": (_POS, SweepSpec.write_every),
 }
 _TARGETS: dict[str, tuple[Check, Any]] = {
     name: ((lambda v: _is_number(v) and v > 0, "a positive number"), f.default)
@@ -253,6 +299,26 @@ def _parse_profiles(path: str, data: Mapping[str, Any]) -> tuple[Profile, ...]:
     return tuple(profiles)
 
 
+def _parse_sweep(
+    path: str, data: Mapping[str, Any], sizes: Sequence[int], profiles: Sequence[Profile]
+) -> SweepSpec:
+    fields = _read(path, data, "sweep", _SWEEP)
+    names = [p.name for p in profiles]
+    profile = fields["profile"] or next(p.name for p in profiles if p.default)
+    if profile not in names:
+        raise ConfigError(
+            f"{path}: sweep.profile: no profile {profile!r}; allowed: {', '.join(names)}"
+        )
+    return SweepSpec(
+        users=tuple(fields["users"]),
+        sizes=tuple(fields["sizes"] or [min(sizes)]),
+        profile=profile,
+        ops_per_user=fields["ops_per_user"],
+        rate_per_s=float(fields["rate_per_s"]),
+        write_every=fields["write_every"],
+    )
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file; raise ConfigError naming the file and key."""
     where = str(path)
@@ -280,6 +346,8 @@ def load_scenario(path: str | Path) -> Scenario:
     targets = {k: float(v) if k.endswith("_ms") else v for k, v in targets.items()}
     if targets["s3_min_ms"] >= targets["s3_max_ms"]:
         raise ConfigError(f"{where}: targets.s3_min_ms: must be below targets.s3_max_ms")
+    profiles = _parse_profiles(where, top["profiles"])
+    sweep = top["sweep"]
     return Scenario(
         name=top["name"] or Path(path).stem,
         description=top["description"],
@@ -287,8 +355,9 @@ def load_scenario(path: str | Path) -> Scenario:
         env=MappingProxyType(env),
         storage_mode=mode,
         workload=WorkloadSpec(**w),
-        profiles=_parse_profiles(where, top["profiles"]),
+        profiles=profiles,
         targets=Targets(**targets),
+        sweep=None if sweep is None else _parse_sweep(where, sweep, w["sizes"], profiles),
     )
 
 

@@ -13,13 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from lancesync_bench.bench.cell import CellPlan, measure_cell
-from lancesync_bench.bench.verdicts import format_verdicts, stats_rows, verdict_rows
+from lancesync_bench.bench.sweep import run_sweep
+from lancesync_bench.bench.verdicts import (
+    comparison_rows,
+    format_comparisons,
+    format_verdicts,
+    stats_rows,
+    verdict_rows,
+)
 from lancesync_bench.errors import ConfigError
 from lancesync_bench.results import SampleRow, collect_metadata, new_run_id, write_run
+from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.s3.select import open_s3
 from lancesync_bench.scenarios import Scenario, load_scenarios
 
-__all__ = ["RunOptions", "RunOutcome", "default_scenarios_dir", "run_benchmark"]
+__all__ = ["RunOptions", "RunOutcome", "default_scenarios_dir", "run_benchmark", "tool_cells"]
 
 
 def default_scenarios_dir() -> Path:
@@ -39,6 +47,7 @@ class RunOptions:
     out: Path = Path("results")
     scenarios_dir: Path = field(default_factory=default_scenarios_dir)
     baselines: bool = True
+    sweep: bool = True  # run the scenarios' [sweep] tables (never in quick mode)
 
 
 @dataclass
@@ -47,6 +56,7 @@ class RunOutcome:
 
     run_dir: Path
     verdict_table: str
+    comparison_table: str
     failures: int
     s3_reason: str
     duration_s: float
@@ -70,6 +80,114 @@ def _plan_cells(scenarios: list[Scenario], opts: RunOptions) -> list[tuple[Scena
     return cells
 
 
+def _sweeps(scenarios: list[Scenario], opts: RunOptions) -> tuple[list[Scenario], list[Any]]:
+    """Scenarios whose sweep runs, and skip records for the ones that do not."""
+    having = [sc for sc in scenarios if sc.sweep is not None]
+    if not having:
+        return [], []
+    if opts.quick or not opts.sweep:
+        # Quick mode skips the sweep: it starts up to max(users) processes that each import
+        # LanceDB and seed a table, which alone would take a third of a smoke run's budget.
+        why = "quick mode" if opts.quick else "--no-sweep"
+        reason = f"{why}: the concurrency sweep was not run"
+        return [], [{"what": "sweep", "reason": reason, "cells": [sc.name for sc in having]}]
+    if opts.profiles:
+        chosen = [sc for sc in having if sc.sweep and sc.sweep.profile in opts.profiles]
+        left = [sc.name for sc in having if sc not in chosen]
+        skips = []
+        if left:
+            reason = "its sweep profile was not among the --profile values"
+            skips.append({"what": "sweep", "reason": reason, "cells": left})
+        return chosen, skips
+    return having, []
+
+
+def _skip_rows(extras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cell's ``skipped`` mapping, gathered as (what, reason) with the cells affected."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for cell in extras:
+        for what, reason in cell.pop("skipped", {}).items():
+            where = f"{cell['scenario']}/{cell['profile']}/{cell['size']}"
+            found.setdefault((what, reason), []).append(where)
+    return [{"what": w, "reason": r, "cells": cells} for (w, r), cells in found.items()]
+
+
+def tool_cells(
+    cells: Sequence[tuple[Scenario, Any, int]], *, quick: bool
+) -> set[tuple[str, str, int]]:
+    """The (scenario, profile, size) cells that run the folder-copy tools.
+
+    Each profile's smallest table only: a one-document change copies the same few files at
+    any size, and every run of a tool costs a process start-up (0.4-2 s for the aws CLI on
+    2 busy cores). Quick mode keeps only each scenario's first profile, which is enough to
+    exercise the code path.
+    """
+    smallest: dict[tuple[str, str], int] = {}
+    first_profile: dict[str, str] = {}
+    for sc, profile, size in cells:
+        key = (sc.name, profile.name)
+        smallest[key] = min(size, smallest.get(key, size))
+        first_profile.setdefault(sc.name, profile.name)
+    return {
+        (name, profile, size)
+        for (name, profile), size in smallest.items()
+        if not quick or first_profile[name] == profile
+    }
+
+
+@dataclass
+class _Collected:
+    """What the cells and sweeps of one run measured."""
+
+    samples: list[SampleRow] = field(default_factory=list)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    sweep_duration_s: dict[str, float] = field(default_factory=dict)
+
+
+def _measure_all(
+    cells: list[tuple[Scenario, Any, int]],
+    sweeps: list[Scenario],
+    opts: RunOptions,
+    *,
+    endpoint: S3Endpoint,
+    workdir: Path,
+    run_id: str,
+    bar: Any,
+) -> _Collected:
+    """Measure every cell, then run every sweep, advancing the progress bar."""
+    out = _Collected()
+    with_tools = tool_cells(cells, quick=opts.quick)
+    for sc, profile, size in cells:
+        bar.set_description(f"{sc.name} {profile.name} {size}")
+        started = time.perf_counter()
+        plan = CellPlan.for_scenario(
+            sc,
+            quick=opts.quick,
+            baselines=opts.baselines,
+            tools=(sc.name, profile.name, size) in with_tools,
+        )
+        rec = asyncio.run(
+            measure_cell(
+                sc, profile, size, endpoint=endpoint, workdir=workdir, plan=plan, run_id=run_id
+            )
+        )
+        out.samples += rec.samples
+        took = round(time.perf_counter() - started, 1)
+        where = {"scenario": sc.name, "profile": profile.name, "size": size}
+        out.cells.append({**where, "duration_s": took, **rec.extras})
+        bar.update(1)
+    for sc in sweeps:
+        bar.set_description(f"{sc.name} concurrency sweep")
+        started = time.perf_counter()
+        swept = run_sweep(sc, endpoint, workdir=workdir, run_id=run_id)
+        out.sweep_duration_s[sc.name] = round(time.perf_counter() - started, 1)
+        out.samples += swept.samples
+        out.sweep += swept.summary
+        bar.update(1)
+    return out
+
+
 def run_benchmark(
     opts: RunOptions, *, progress: bool = True, say: Callable[[str], None] | None = None
 ) -> RunOutcome:
@@ -78,9 +196,8 @@ def run_benchmark(
     started = time.perf_counter()
     scenarios = load_scenarios(opts.scenarios_dir, list(opts.scenarios) or None)
     cells = _plan_cells(scenarios, opts)
+    sweeps, sweep_skips = _sweeps(scenarios, opts)
     run_id = new_run_id()
-    samples: list[SampleRow] = []
-    extras: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="lancesync-bench-"))
     try:
         with open_s3(opts.s3) as selection:
@@ -90,26 +207,16 @@ def run_benchmark(
                     "the benchmark measures S3 through a local delay proxy, which needs a plain "
                     f"http:// endpoint; got {selection.endpoint.url or 'AWS S3 (https)'}"
                 )
-            bar = _progress(len(cells), progress)
-            with bar:
-                for sc, profile, size in cells:
-                    bar.set_description(f"{sc.name} {profile.name} {size}")
-                    rec = asyncio.run(
-                        measure_cell(
-                            sc,
-                            profile,
-                            size,
-                            endpoint=selection.endpoint,
-                            workdir=workdir,
-                            plan=CellPlan.for_scenario(sc, quick=opts.quick),
-                            run_id=run_id,
-                        )
-                    )
-                    samples += rec.samples
-                    extras.append(
-                        {"scenario": sc.name, "profile": profile.name, "size": size, **rec.extras}
-                    )
-                    bar.update(1)
+            with _progress(len(cells) + len(sweeps), progress) as bar:
+                got = _measure_all(
+                    cells,
+                    sweeps,
+                    opts,
+                    endpoint=selection.endpoint,
+                    workdir=workdir,
+                    run_id=run_id,
+                    bar=bar,
+                )
             s3_info = {
                 **selection.endpoint.to_dict(),
                 "kind": selection.kind,
@@ -118,9 +225,12 @@ def run_benchmark(
             secret = selection.endpoint.secret_access_key.reveal()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    samples = got.samples
     by_name = {sc.name: sc for sc in scenarios}
     stats = stats_rows(samples)
     verdicts = verdict_rows(stats, by_name)
+    comparisons = comparison_rows(samples)
+    skipped = _skip_rows(got.cells) + sweep_skips
     profiles = {
         p.name: p
         for sc in scenarios
@@ -135,13 +245,20 @@ def run_benchmark(
         stats_rows=stats,
         samples_rows=samples,
         verdict_rows=verdicts,
-        extra={"cells": extras},
+        extra={
+            "cells": got.cells,
+            "comparisons": comparisons,
+            "sweep": got.sweep,
+            "sweep_duration_s": got.sweep_duration_s,
+            "skipped": skipped,
+        },
         secrets=[secret],
         run_id=run_id,
     )
     return RunOutcome(
         run_dir=json_path.parent,
         verdict_table=format_verdicts(verdicts),
+        comparison_table=format_comparisons(comparisons),
         failures=sum(v["status"] == "FAIL" for v in verdicts),
         s3_reason=f"{selection.kind} ({selection.reason})",
         duration_s=time.perf_counter() - started,

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
 
 from lancesync_bench.config import StorageMode
 from lancesync_bench.results import SampleRow, StatsRow, VerdictRow
 from lancesync_bench.scenarios import Scenario
-from lancesync_bench.stats import Summary, judge, summarize
+from lancesync_bench.stats import Summary, compare, judge, summarize
 
-__all__ = ["format_verdicts", "stats_rows", "targets_for", "verdict_rows"]
+__all__ = [
+    "comparison_rows",
+    "format_comparisons",
+    "format_verdicts",
+    "stats_rows",
+    "targets_for",
+    "verdict_rows",
+]
 
 _KEY = ("scenario", "storage_mode", "profile", "size", "operation", "path", "phase")
 
@@ -110,7 +120,102 @@ def format_verdicts(rows: Iterable[VerdictRow]) -> str:
                 r["status"],
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return _columns(lines)
+
+
+_PAIR = ("scenario", "storage_mode", "profile", "size", "operation")
+
+
+def _median(values: list[int | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.median(known)) if known else None
+
+
+def comparison_rows(samples: Iterable[SampleRow]) -> list[dict[str, Any]]:
+    """Service against each baseline, per (scenario, mode, profile, size, operation).
+
+    Only warm samples count, and only operations both paths measured in the same cell.
+    ``median_ratio`` and ``p95_ratio`` are service / baseline (above 1: the service is
+    slower); ``p_value`` (Mann-Whitney) and the bootstrap CI of the median ratio come from
+    :func:`lancesync_bench.stats.compare` and are None when either side has too few samples.
+    Median S3 requests and bytes per operation are given for both sides (None: not counted).
+    """
+    groups: dict[tuple[object, ...], dict[str, list[SampleRow]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for s in samples:
+        if s["phase"] == "warm":
+            groups[tuple(s[k] for k in _PAIR)][s["path"]].append(s)  # type: ignore[literal-required]
+    rows: list[dict[str, Any]] = []
+    for key, by_path in groups.items():
+        service = by_path.get("service")
+        if not service:
+            continue
+        for path in sorted(p for p in by_path if p.startswith("baseline:")):
+            base = by_path[path]
+            cmp = compare(
+                [round(b["latency_ms"] * 1e6) for b in base],
+                [round(s["latency_ms"] * 1e6) for s in service],
+            )
+            rows.append(
+                {
+                    **dict(zip(_PAIR, key, strict=True)),
+                    "baseline": path,
+                    "n_service": cmp.n_b,
+                    "n_baseline": cmp.n_a,
+                    "service_p50_ms": float(np.median([s["latency_ms"] for s in service])),
+                    "baseline_p50_ms": float(np.median([b["latency_ms"] for b in base])),
+                    "median_ratio": cmp.median_ratio,
+                    "p95_ratio": cmp.p95_ratio,
+                    "ci_low": cmp.ci_low,
+                    "ci_high": cmp.ci_high,
+                    "p_value": cmp.p_value,
+                    "service_requests": _median([s["requests"] for s in service]),
+                    "baseline_requests": _median([b["requests"] for b in base]),
+                    "service_bytes": _median([s["bytes"] for s in service]),
+                    "baseline_bytes": _median([b["bytes"] for b in base]),
+                }
+            )
+    return rows
+
+
+def format_comparisons(rows: Iterable[dict[str, Any]]) -> str:
+    """A plain-text table: service median, baseline median, ratio (service / baseline)."""
+    header = (
+        "scenario",
+        "profile",
+        "size",
+        "operation",
+        "baseline",
+        "service p50",
+        "baseline p50",
+        "service/baseline",
+    )
+    lines = [header]
+    for r in sorted(
+        rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"], r["baseline"])
+    ):
+        ratio = r["median_ratio"]
+        lines.append(
+            (
+                r["scenario"],
+                r["profile"],
+                str(r["size"]),
+                r["operation"],
+                r["baseline"].removeprefix("baseline:"),
+                f"{r['service_p50_ms']:.2f} ms",
+                f"{r['baseline_p50_ms']:.2f} ms",
+                "-" if ratio is None else f"{ratio:.2f}",
+            )
+        )
+    if len(lines) == 1:
+        return "(no baseline measured an operation of the service)"
+    return _columns(lines)
+
+
+def _columns(lines: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, the first line a header underlined with dashes."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]

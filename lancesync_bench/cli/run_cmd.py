@@ -13,13 +13,18 @@ __all__ = ["register"]
 _DESCRIPTION = """\
 Measure read and write latency of every scenario's storage mode, through the real storage
 service, against a real S3 server: local reads and writes, S3 writes and cache misses,
-sync/backup/restore/refresh, and baselines. Network profiles add round-trip time with a
-local delay proxy. Results go to OUT/<run-id>/results.json (+ samples.csv); the verdict
-against the documented targets (local < 10 ms; S3 50-200 ms) is printed at the end.
+sync/backup/restore/refresh. In the same cells, baselines a user could run instead: plain
+LanceDB on local disk and on S3, and `aws s3 sync` / `rclone sync` of the table folder
+(skipped, with the reason recorded, when not installed). Scenarios with a [sweep] table
+also run a concurrency sweep (N processes, open-loop schedule). Network profiles add
+round-trip time with a local delay proxy. Results go to OUT/<run-id>/results.json
+(+ samples.csv); the verdict against the documented targets (local < 10 ms; S3 50-200 ms)
+and the service/baseline ratios are printed at the end.
 
 With no arguments: every scenario, the default profiles (loopback and same-region), on
 the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the embedded
-SeaweedFS). About 5 minutes on 2 cores; --quick takes well under a minute per scenario.
+SeaweedFS). About 5 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
+under 2 minutes.
 """
 
 
@@ -53,6 +58,16 @@ def register(subparsers: Any) -> None:
         "--out", type=Path, default=Path("results"), help="results folder (default: results/)"
     )
     p.add_argument("--scenarios-dir", type=Path, default=None, help="where scenario files live")
+    p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="measure the service only (no plain LanceDB, aws s3 sync or rclone figures)",
+    )
+    p.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="skip the concurrency sweep (quick mode always does)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
@@ -67,10 +82,16 @@ def _run(args: argparse.Namespace) -> int:
         quick=args.quick,
         out=args.out,
         scenarios_dir=args.scenarios_dir or default_scenarios_dir(),
+        baselines=not args.no_baselines,
+        sweep=not args.no_sweep,
     )
     outcome = run_benchmark(opts, progress=not args.no_progress)
     print(outcome.verdict_table)
     print()
+    if opts.baselines:
+        print("Service against baselines (median latency; ratio above 1: the service is slower)")
+        print(outcome.comparison_table)
+        print()
     print(f"S3 server: {outcome.s3_reason}")
     print(f"results: {outcome.run_dir / 'results.json'} ({outcome.duration_s:.0f} s)")
     print(

@@ -9,7 +9,7 @@ import pytest
 
 from lancesync_bench.config import StorageMode
 from lancesync_bench.errors import ConfigError
-from lancesync_bench.scenarios import load_scenario, load_scenarios
+from lancesync_bench.scenarios import SweepSpec, load_scenario, load_scenarios
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 VALID = """
@@ -46,6 +46,13 @@ def test_shipped_scenario_resolves_to_expected_mode(name: str, mode: StorageMode
     assert {p.name for p in scenario.profiles if p.default} == {"loopback", "same-region"}
     assert scenario.targets.local_read_ms == 10.0 and scenario.targets.s3_max_ms == 200.0
     json.dumps(scenario.to_dict())
+
+
+def test_shipped_sweep_is_web_cloud_only() -> None:
+    sweeps = {s.name: s.sweep for s in load_scenarios(SCENARIOS)}
+    spec = sweeps.pop("web-cloud")
+    assert spec is not None and spec.users == (1, 2, 4) and spec.profile == "loopback"
+    assert set(sweeps.values()) == {None}
 
 
 def test_load_scenarios_all_and_by_name() -> None:
@@ -138,3 +145,41 @@ def test_duplicate_names_are_refused(tmp_path: Path) -> None:
     _write(tmp_path, 'name = "same"\n' + VALID, "b.toml")
     with pytest.raises(ConfigError, match=r"b\.toml: name"):
         load_scenarios(tmp_path)
+
+
+def test_sweep_table_defaults_and_to_dict(tmp_path: Path) -> None:
+    s = load_scenario(_write(tmp_path, VALID + "[sweep]\nusers = [1, 4]\n", "mini.toml"))
+    assert s.sweep == SweepSpec(users=(1, 4), sizes=(100,), profile="loopback")
+    assert s.sweep.ops_per_user == 30 and s.sweep.rate_per_s == 10.0
+    assert s.to_dict()["sweep"]["users"] == [1, 4]
+    assert load_scenario(_write(tmp_path, VALID, "plain.toml")).to_dict()["sweep"] is None
+    full = VALID + (
+        "[sweep]\nusers = [2]\nsizes = [1000]\nprofile = 'far'\n"
+        "ops_per_user = 5\nrate_per_s = 2.5\nwrite_every = 1\n"
+    )
+    assert load_scenario(_write(tmp_path, full, "full.toml")).sweep == SweepSpec(
+        users=(2,), sizes=(1000,), profile="far", ops_per_user=5, rate_per_s=2.5, write_every=1
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "detail"),
+    [
+        ("ops_per_user = 3", "sweep.users", "required key is missing"),
+        ("users = [1, 1]", "sweep.users", "distinct integers from 1 to 64"),
+        ("users = [100]", "sweep.users", "got [100]"),
+        ("users = [1]\nprofile = 'moon'", "sweep.profile", "allowed: loopback, far"),
+        ("users = [1]\nrate_per_s = 0", "sweep.rate_per_s", "a positive number"),
+        ("users = [1]\nwrite_every = 0", "sweep.write_every", "a positive integer"),
+        ("users = [1]\nthreads = 2", "sweep.threads", "unknown key"),
+    ],
+)
+def test_malformed_sweep_names_file_and_key(
+    tmp_path: Path, table: str, key: str, detail: str
+) -> None:
+    path = _write(tmp_path, VALID + "[sweep]\n" + table + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert detail in message, message

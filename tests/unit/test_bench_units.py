@@ -1,0 +1,291 @@
+"""Runner pieces without a server: sweep schedule, baseline ratios, tool invocations, skips."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lancesync_bench.bench import baselines as bl
+from lancesync_bench.bench.cell import CellPlan
+from lancesync_bench.bench.recorder import CellKey, Recorder
+from lancesync_bench.bench.runner import RunOptions, _skip_rows, _sweeps, tool_cells
+from lancesync_bench.bench.sweep import (
+    _run_schedule,
+    intended_offsets,
+    op_kinds,
+    sweep_operation,
+)
+from lancesync_bench.bench.verdicts import comparison_rows, format_comparisons
+from lancesync_bench.config import Secret
+from lancesync_bench.results import SampleRow
+from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.scenarios import load_scenario
+
+SECRET = "s3cr3t-Value-Never-Shown"
+EP = S3Endpoint(
+    url="http://127.0.0.1:9000",
+    region="us-east-1",
+    access_key_id="bench",
+    secret_access_key=Secret(SECRET),
+    bucket="bench",
+)
+SCENARIO = """
+description = "unit"
+[env]
+FRONTEND_TYPE = "web"
+BACKEND_LOCATION = "cloud"
+[workload]
+sizes = [100]
+dim = 8
+seed = 1
+repetitions = 100
+quick_repetitions = 20
+[profiles.loopback]
+rtt_ms = 0
+default = true
+"""
+
+
+# -- sweep schedule ---------------------------------------------------------------------
+
+
+def test_intended_offsets_are_a_fixed_rate() -> None:
+    assert intended_offsets(4, 10.0) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert intended_offsets(0, 5.0) == []
+    with pytest.raises(ValueError, match="rate_per_s=0"):
+        intended_offsets(3, 0.0)
+    with pytest.raises(ValueError, match="n=-1"):
+        intended_offsets(-1, 1.0)
+
+
+def test_op_kinds_every_nth_is_a_write() -> None:
+    assert op_kinds(6, 3) == ["point_read", "point_read", "add_1"] * 2
+    assert op_kinds(3, 1) == ["add_1"] * 3
+    assert op_kinds(2, 5) == ["point_read"] * 2
+    with pytest.raises(ValueError, match="write_every must be >= 1; got 0"):
+        op_kinds(3, 0)
+
+
+def test_sweep_operation_names_carry_users() -> None:
+    assert sweep_operation("point_read", 4) == "sweep_point_read_u4"
+    assert sweep_operation("add_1", 16) == "sweep_add_1_u16"
+
+
+def test_latency_counts_from_the_intended_start() -> None:
+    """Operations scheduled in the past are charged the wait (no coordinated omission)."""
+    calls: list[int] = []
+
+    def op(i: int) -> Any:
+        async def run() -> None:
+            calls.append(i)
+
+        return run
+
+    async def main() -> list[Any]:
+        # t0 one second ago: every operation starts late, by ~1 s minus its offset.
+        t0 = time.perf_counter() - 1.0
+        return await _run_schedule([op(i) for i in range(3)], ["r"] * 3, [0, 0.1, 0.2], t0)
+
+    timings = asyncio.run(main())
+    assert calls == [0, 1, 2]
+    assert [t[1] for t in timings] == [0, 1, 2]
+    for (_, _, latency, service, lag), expected_lag in zip(timings, (1000, 900, 800), strict=True):
+        assert lag >= expected_lag  # started at least this late
+        assert latency >= lag + service - 1e-6  # latency = wait + service time
+        assert latency >= expected_lag > service
+
+
+# -- ratios -----------------------------------------------------------------------------
+
+
+def _rows(path: str, op: str, ms: list[float], phase: str = "warm") -> list[SampleRow]:
+    return [
+        SampleRow(
+            scenario="s",
+            storage_mode="local_primary_s3_backup",
+            profile="loopback",
+            size=100,
+            operation=op,
+            path=path,
+            phase=phase,  # type: ignore[typeddict-item]
+            iteration=i,
+            latency_ms=v,
+            requests=4 if path.endswith("s3") else None,
+            bytes=None,
+        )
+        for i, v in enumerate(ms)
+    ]
+
+
+def test_comparison_rows_service_over_baseline() -> None:
+    base = [1.0 + 0.01 * i for i in range(20)]
+    samples = (
+        _rows("service", "add_1", [2 * v for v in base])
+        + _rows("baseline:lancedb-local", "add_1", base)
+        + _rows("baseline:lancedb-s3", "add_1", [4 * v for v in base])
+        + _rows("baseline:lancedb-local", "add_1", [100.0] * 5, phase="warmup")
+        + _rows("baseline:lancedb-local", "point_read", base)  # no service figure: no row
+        + _rows("service", "add_batch", base)  # no baseline figure: no row
+    )
+    rows = comparison_rows(samples)
+    assert [(r["operation"], r["baseline"]) for r in rows] == [
+        ("add_1", "baseline:lancedb-local"),
+        ("add_1", "baseline:lancedb-s3"),
+    ]
+    local, s3 = rows
+    assert local["median_ratio"] == pytest.approx(2.0)  # warm-up samples left out
+    assert s3["median_ratio"] == pytest.approx(0.5)
+    assert local["n_service"] == local["n_baseline"] == 20
+    assert local["p95_ratio"] == pytest.approx(2.0)
+    assert local["p_value"] is not None and local["p_value"] < 0.01
+    assert local["ci_low"] <= 2.0 <= local["ci_high"]
+    assert s3["baseline_requests"] == 4.0 and s3["service_requests"] is None
+    table = format_comparisons(rows)
+    assert "lancedb-s3" in table and "0.50" in table and "2.00" in table
+
+
+def test_comparison_ratio_needs_samples_for_the_test() -> None:
+    rows = comparison_rows(_rows("service", "x", [2.0, 2.0]) + _rows("baseline:b", "x", [1.0]))
+    assert rows[0]["median_ratio"] is None  # one baseline sample supports no median
+    assert rows[0]["p_value"] is None
+    assert format_comparisons([]) == "(no baseline measured an operation of the service)"
+
+
+# -- folder-copy tools ------------------------------------------------------------------
+
+
+def test_skip_reasons_name_the_missing_binary_and_the_fix() -> None:
+    none = bl.tool_skip_reasons(lambda name: None)
+    assert set(none) == {bl.AWS_S3_SYNC, bl.RCLONE_SYNC}
+    assert "'aws' not found on PATH" in none[bl.AWS_S3_SYNC]
+    assert "pip install awscli" in none[bl.AWS_S3_SYNC]
+    assert "'rclone' not found" in none[bl.RCLONE_SYNC]
+    only_aws = bl.tool_skip_reasons(lambda name: "/bin/aws" if name == "aws" else None)
+    assert set(only_aws) == {bl.RCLONE_SYNC}
+    assert bl.tool_skip_reasons(lambda name: f"/bin/{name}") == {}
+
+
+def test_tool_credentials_only_in_the_environment(tmp_path: Path) -> None:
+    base = {"PATH": "/usr/bin", "AWS_CA_BUNDLE": "/x.pem", "AWS_PROFILE": "p", "RCLONE_X": "1"}
+    src = tmp_path / "t.lance"
+    argv, env = bl.aws_invocation("aws", src, EP, "p/t", scratch=tmp_path, base_env=base)
+    assert SECRET not in " ".join(argv)
+    assert argv[:3] == ["aws", "s3", "sync"] and "--delete" in argv
+    assert argv[argv.index("--endpoint-url") + 1] == EP.url
+    assert env["AWS_SECRET_ACCESS_KEY"] == SECRET and env["AWS_ACCESS_KEY_ID"] == "bench"
+    assert "AWS_CA_BUNDLE" not in env and "AWS_PROFILE" not in env and env["PATH"] == "/usr/bin"
+    assert env["AWS_CONFIG_FILE"].startswith(str(tmp_path))
+
+    argv, env = bl.rclone_invocation("rclone", src, EP, "p/t", scratch=tmp_path, base_env=base)
+    assert SECRET not in " ".join(argv)
+    assert argv[1] == "sync" and argv[3] == "LSBENCH:bench/p/t"
+    assert env["RCLONE_CONFIG_LSBENCH_SECRET_ACCESS_KEY"] == SECRET
+    assert env["RCLONE_CONFIG_LSBENCH_ENDPOINT"] == EP.url
+    assert env["RCLONE_CONFIG_LSBENCH_PROVIDER"] == "Other"
+    assert "AWS_CA_BUNDLE" not in env and "RCLONE_X" not in env  # rclone 1.60 + CA bundle fails
+
+
+def _fake_tool(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script, encoding="utf-8")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def test_failing_tool_error_is_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake tool prints its secret (from the environment) and fails.
+    _fake_tool(tmp_path, "aws", 'echo "denied for $AWS_SECRET_ACCESS_KEY" >&2\nexit 3\n')
+    _fake_tool(tmp_path, "rclone", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    tool = bl.FolderSync(bl.AWS_S3_SYNC, tmp_path, EP, "p/t", scratch=tmp_path)
+    with pytest.raises(bl.BaselineError) as info:
+        asyncio.run(tool.run())
+    message = str(info.value)
+    assert "exited with status 3" in message and "denied for ***" in message
+    assert SECRET not in message
+    asyncio.run(bl.FolderSync(bl.RCLONE_SYNC, tmp_path, EP, "p/t", scratch=tmp_path).run())
+    with pytest.raises(ValueError, match="unknown sync tool baseline 'baseline:scp'"):
+        bl.FolderSync("baseline:scp", tmp_path, EP, "p/t", scratch=tmp_path)
+
+
+def test_tools_that_fail_are_skipped_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_tool(tmp_path, "aws", 'echo "no bucket, key $AWS_SECRET_ACCESS_KEY" >&2\nexit 1\n')
+    _fake_tool(tmp_path, "rclone", 'echo "$2 -> $3" >> "$0.log"\n')
+    monkeypatch.setenv("PATH", str(tmp_path))
+    rec = Recorder(CellKey("s", "local_primary_s3_sync", "loopback", 100))
+
+    async def main() -> None:
+        tools = await bl.start_tools(rec, tmp_path, EP, "p/{tool}/t.lance", scratch=tmp_path)
+        assert [t.path for t in tools] == [bl.RCLONE_SYNC]
+        assert await bl.time_tools(rec, tools, "sync_after_add_1", 4) == tools
+
+    asyncio.run(main())
+    skipped = rec.extras["skipped"]
+    assert list(skipped) == [bl.AWS_S3_SYNC]
+    assert "exited with status 1" in skipped[bl.AWS_S3_SYNC]
+    assert SECRET not in skipped[bl.AWS_S3_SYNC] and "***" in skipped[bl.AWS_S3_SYNC]
+    [sample] = rec.samples
+    assert sample["path"] == bl.RCLONE_SYNC and sample["operation"] == "sync_after_add_1"
+    assert sample["iteration"] == 4 and sample["requests"] is None
+    copies = (tmp_path / "rclone.log").read_text(encoding="utf-8").splitlines()
+    assert copies == [f"{tmp_path} -> LSBENCH:bench/p/rclone-sync/t.lance"] * 2  # full + timed
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert len(bl.tool_skip_reasons()) == 2
+
+
+# -- plans and skips --------------------------------------------------------------------
+
+
+def test_cell_plan_quick_mode_is_smaller(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(SCENARIO, encoding="utf-8")
+    sc = load_scenario(tmp_path / "s.toml")
+    full = CellPlan.for_scenario(sc, quick=False)
+    quick = CellPlan.for_scenario(sc, quick=True, baselines=False)
+    assert (full.repetitions, full.sync_reps, full.tool_reps, full.baselines) == (100, 20, 3, True)
+    assert quick.repetitions == 20 and not quick.baselines
+    for name in ("cold_opens", "sync_reps", "restore_reps", "s3_baseline_reps", "tool_reps"):
+        assert getattr(quick, name) < getattr(full, name), name
+
+
+def test_tools_run_on_each_profiles_smallest_table(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(
+        SCENARIO.replace("sizes = [100]", "sizes = [100, 1000]")
+        + "[profiles.far]\nrtt_ms = 20\ndefault = true\n",
+        encoding="utf-8",
+    )
+    sc = load_scenario(tmp_path / "s.toml")
+    cells = [(sc, p, n) for p, n in sc.cells()]
+    assert len(cells) == 4
+    assert tool_cells(cells, quick=False) == {("s", "loopback", 100), ("s", "far", 100)}
+    assert tool_cells(cells, quick=True) == {("s", "loopback", 100)}
+
+
+def test_skip_rows_gather_cells_per_reason() -> None:
+    cells = [
+        {"scenario": "a", "profile": "p", "size": 1, "skipped": {"baseline:rclone-sync": "gone"}},
+        {"scenario": "b", "profile": "p", "size": 2, "skipped": {"baseline:rclone-sync": "gone"}},
+        {"scenario": "c", "profile": "p", "size": 3},
+    ]
+    assert _skip_rows(cells) == [
+        {"what": "baseline:rclone-sync", "reason": "gone", "cells": ["a/p/1", "b/p/2"]}
+    ]
+    assert all("skipped" not in c for c in cells)
+
+
+def test_sweep_is_skipped_in_quick_mode_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(SCENARIO + "[sweep]\nusers = [1, 2]\n", encoding="utf-8")
+    sc = load_scenario(tmp_path / "s.toml")
+    assert _sweeps([sc], RunOptions()) == ([sc], [])
+    run, skips = _sweeps([sc], RunOptions(quick=True))
+    assert run == [] and skips[0]["reason"].startswith("quick mode")
+    run, skips = _sweeps([sc], RunOptions(sweep=False))
+    assert run == [] and "--no-sweep" in skips[0]["reason"]
+    run, skips = _sweeps([sc], RunOptions(profiles=["far"]))
+    assert run == [] and "--profile" in skips[0]["reason"]
