@@ -90,18 +90,59 @@ class DocTable:
     its table object (after a rollback) without the DocTable noticing.
     """
 
-    def __init__(self, table: Callable[[], Any], *, dim: int) -> None:
+    def __init__(self, table: Callable[[], Any], *, dim: int, sole_writer: bool = True) -> None:
         self._table = table
         self.dim = dim
+        # A key directory: the ids in the table and how many records are not the only one of
+        # their id. While that count is 0, every record is its id's winner and a search needs
+        # no second look-up. Kept only where this object sees every write (``sole_writer``);
+        # None means "unknown", and the next search rebuilds it from the id column.
+        self._sole_writer = sole_writer
+        self._ids: set[str] | None = None
+        self._extra_records = 0
+        self._appends = 0  # bumped by every append: a rebuild that overlaps one is discarded
 
     @property
     def table(self) -> Any:
         """The current LanceDB ``AsyncTable``."""
         return self._table()
 
+    def invalidate(self) -> None:
+        """Forget the key directory (the table changed behind this object's back)."""
+        self._ids = None
+
+    def _note_ids(self, ids: list[str]) -> None:
+        self._appends += 1
+        if self._ids is None:
+            return
+        for doc_id in ids:
+            if doc_id in self._ids:
+                self._extra_records += 1
+            else:
+                self._ids.add(doc_id)
+
+    async def _clean(self) -> bool:
+        """Whether every id has exactly one record (rebuilding the directory if unknown)."""
+        if not self._sole_writer:
+            return False
+        if self._ids is None:
+            before = self._appends
+            ids = (await self.table.query().select(["id"]).to_arrow()).column("id").to_pylist()
+            if self._appends != before:
+                return False  # an append overlapped the scan: verify now, rebuild next time
+            self._ids = set(ids)
+            self._extra_records = len(ids) - len(self._ids)
+        return self._extra_records == 0
+
     async def append(self, records: pa.Table) -> int:
         """Append records (one commit, one new version); returns the new version."""
-        await self.table.add(records)
+        # Counted before the commit: a search running meanwhile must already distrust it.
+        self._note_ids(records.column("id").to_pylist())
+        try:
+            await self.table.add(records)
+        except BaseException:
+            self.invalidate()
+            raise
         return int(await self.table.version())
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
@@ -122,11 +163,21 @@ class DocTable:
     ) -> list[dict[str, Any]]:
         """The ``k`` live documents nearest to ``vector`` (L2), nearest first, with distance.
 
-        Candidates come from the vector search with tombstones filtered out; a second, indexed
-        look-up of the candidates' ids drops records that a newer one superseded. When too
-        few survive, the search asks for more.
+        Candidates come from the vector search with tombstones filtered out. When some id has
+        more than one record, a second, indexed look-up of the candidates' ids drops records
+        that a newer one superseded, and when too few survive the search asks for more.
         """
         query_vec = np.asarray(vector, dtype=np.float32)
+        if await self._clean():
+            q = (
+                self.table.query()
+                .nearest_to(query_vec)
+                .where("deleted = false")
+                .select(["id", "text", "vector", "metadata", "updated_at", "origin", "_distance"])
+                .nprobes(nprobes)
+                .limit(k)
+            )
+            return [record_to_document(r) for r in (await q.to_arrow()).to_pylist()]
         limit = k + max(8, k)
         while True:
             q = (
@@ -243,6 +294,7 @@ class DocTable:
         before = await self.fragment_count()
         dead = await self.dead_row_ids(keep_tombstones=policy.keep_tombstones)
         await self.remove_rows(dead)
+        self.invalidate()
         with warnings.catch_warnings():
             # LanceDB warns that a short cleanup_older_than can break other processes reading
             # older versions; each table here has one owner process, and in-process reads are

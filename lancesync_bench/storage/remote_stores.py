@@ -413,6 +413,8 @@ class S3PrimaryStore(LocalStore):
             from lancesync_bench.storage.schema import schema
 
             self._s3_db = await self._connect_s3()
+            # Other backend instances write this S3 table directly: no key directory.
+            self.docs = DocTable(lambda: self._table, dim=self.ctx.dim, sole_writer=False)
             try:
                 self._table = await self._s3_db.open_table(TABLE_NAME)
             except (ValueError, FileNotFoundError):

@@ -69,6 +69,7 @@ class Replica:
     async def _reopen(self) -> None:
         import lancedb
 
+        self.docs.invalidate()
         self._db = await lancedb.connect_async(str(self.root))
         self._table = await self._db.open_table(TABLE_NAME)
 
@@ -163,6 +164,7 @@ class Replica:
             manifests = {i.path: i for i in newer.values()}
             await self._pull_versions(manifests, stats)
             self._files = local_files(self.table_dir)
+            self.docs.invalidate()  # other writers' records arrived
             await self._table.checkout_latest()
             self.remote_version = max(versions)
             return True

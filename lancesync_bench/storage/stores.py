@@ -96,6 +96,7 @@ class LocalStore:
         import lancedb.index
 
         self.ctx.user_dir.mkdir(parents=True, exist_ok=True)
+        self.docs.invalidate()  # a (re)opened table, e.g. after a restore
         self.db = await lancedb.connect_async(str(self.ctx.user_dir))
         if self.table_dir.exists():
             self._table = await self.db.open_table(TABLE_NAME)
