@@ -23,7 +23,7 @@ and the service/baseline ratios are printed at the end.
 
 With no arguments: every scenario, the default profiles (loopback and same-region), on
 the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the embedded
-SeaweedFS). About 5 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
+SeaweedFS). About 6-7 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
 under 2 minutes.
 """
 
