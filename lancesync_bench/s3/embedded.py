@@ -18,7 +18,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,34 +207,29 @@ class EmbeddedSeaweedFS:
         return self.endpoint()
 
     def _wait_ready(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from lancesync_bench.s3.endpoint import Timeouts, create_bucket_when_ready
 
-        from lancesync_bench.s3.endpoint import Timeouts
-
-        client = self.endpoint().client(Timeouts(connect_s=1, request_s=5, max_retries=0))
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        last_error = "no answer"
-        while time.monotonic() < deadline:
+        def check_alive() -> None:
             if self._proc is not None and self._proc.poll() is not None:
                 raise S3Error(
                     f"SeaweedFS exited with code {self._proc.returncode} while starting; "
                     f"its log is {self.log_path}"
                 )
-            try:
-                client.create_bucket(Bucket=self.bucket)
-                return
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    return
-                last_error = code or str(exc)
-            except BotoCoreError as exc:
-                last_error = type(exc).__name__
-            time.sleep(0.1)
-        raise S3Error(
-            f"SeaweedFS did not answer on {self.url} within {_START_TIMEOUT_S:.0f} s "
-            f"(last error: {last_error}); its log is {self.log_path}"
+
+        client = self.endpoint().client(Timeouts(connect_s=1, request_s=5, max_retries=0))
+        last_error = create_bucket_when_ready(
+            client,
+            self.bucket,
+            timeout_s=_START_TIMEOUT_S,
+            poll_s=0.1,
+            check_alive=check_alive,
+            describe=str,
         )
+        if last_error is not None:
+            raise S3Error(
+                f"SeaweedFS did not answer on {self.url} within {_START_TIMEOUT_S:.0f} s "
+                f"(last error: {last_error}); its log is {self.log_path}"
+            )
 
     def stop(self) -> None:
         """Stop the server process (SIGTERM, then SIGKILL after 3 s). Data is kept."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -238,32 +237,28 @@ class ContainerS3:
         return text.replace(self.secret_access_key.reveal(), "***")[:_MAX_REASON_CHARS]
 
     def _wait_ready(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from lancesync_bench.s3.endpoint import create_bucket_when_ready
 
-        client = self.endpoint().client(_READY_TIMEOUTS)
-        deadline = time.monotonic() + self.start_timeout_s
-        last_error = "no answer"
-        while time.monotonic() < deadline:
+        def check_alive() -> None:
             if not self.running:
                 raise S3Error(
                     f"container {self.preset.image} exited while starting; "
                     f"its last log line: {self._last_log_line()}"
                 )
-            try:
-                client.create_bucket(Bucket=self.bucket)
-                return
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    return
-                last_error = code or _one_line(exc, self.secret_access_key)
-            except BotoCoreError as exc:
-                last_error = type(exc).__name__
-            time.sleep(0.2)
-        raise S3Error(
-            f"container {self.preset.image} did not answer S3 on {self._url} within "
-            f"{self.start_timeout_s:.0f} s (last error: {last_error})"
+
+        last_error = create_bucket_when_ready(
+            self.endpoint().client(_READY_TIMEOUTS),
+            self.bucket,
+            timeout_s=self.start_timeout_s,
+            poll_s=0.2,
+            check_alive=check_alive,
+            describe=lambda exc: _one_line(exc, self.secret_access_key),
         )
+        if last_error is not None:
+            raise S3Error(
+                f"container {self.preset.image} did not answer S3 on {self._url} within "
+                f"{self.start_timeout_s:.0f} s (last error: {last_error})"
+            )
 
     def close(self) -> None:
         """Remove the container (idempotent); looks it up by name if start was cut short."""
