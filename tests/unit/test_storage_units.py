@@ -358,6 +358,44 @@ def test_doctable_reads_only_winners(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_search_hides_a_lone_tombstone_and_over_fetches_past_deleted_neighbours(
+    tmp_path: Path,
+) -> None:
+    """The vector search carries no ``deleted`` filter. A tombstone for an id that never
+    had a document is alone of its id, so the id count alone would call the table clean:
+    the key directory also counts tombstones. And when the nearest records are all deleted
+    or superseded, the search keeps asking for more until it has ``k`` live ones."""
+    import lancedb
+
+    async def scenario() -> None:
+        db = await lancedb.connect_async(str(tmp_path))
+        table = await db.create_table("documents", schema=schema(DIM))
+        docs = DocTable(lambda: table, dim=DIM)
+        await docs.append(_records([(f"live{i}", 1, "A", False, 1.0 + i) for i in range(5)]))
+        assert await docs._clean()
+        # A tombstone at distance 0 for an id the table never held.
+        await docs.append(_records([("ghost", 2, "A", True, 0.0)]))
+        assert not await docs._clean()
+        assert [r["id"] for r in await docs.search([0.0] * DIM, k=2)] == ["live0", "live1"]
+        # The directory rebuilt from the table agrees.
+        docs.invalidate()
+        assert not await docs._clean()
+        # 40 deleted and superseded neighbours nearer than any live document: more than the
+        # first over-fetch (k + 8) returns.
+        near = [(f"n{i}", 1, "A", False, 0.01 * (i + 1)) for i in range(40)]
+        await docs.append(_records(near))
+        await docs.append(
+            _records([(f"n{i}", 2, "A", i % 2 == 0, 0.5 + 0.01 * i) for i in range(40)])
+        )
+        found = await docs.search([0.0] * DIM, k=3)
+        # Odd n-ids were replaced by records at 0.51..0.89; even ones were deleted.
+        assert [r["id"] for r in found] == ["n1", "n3", "n5"]
+        assert [r["text"] for r in found] == ["n1@2A", "n3@2A", "n5@2A"]
+        assert all("deleted" not in r for r in found)
+
+    asyncio.run(scenario())
+
+
 # -- the service in local_only mode ---------------------------------------------------------
 
 
