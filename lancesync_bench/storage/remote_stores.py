@@ -77,6 +77,12 @@ class BackupStore(LocalStore):
             async with self.write_lock:
                 files = local_files(self.table_dir)
             try:
+                if self.remote_version is not None and set(files) <= self._confirmed:
+                    # Nothing new since the last finished backup: a one-key listing says
+                    # whether S3 still ends at that backup (anything else: the full path).
+                    latest = await asyncio.to_thread(self.remote.latest_version, stats)
+                    if latest == self.remote_version:
+                        return self._backed_up(stats, start, files, latest, created=[])
                 remote = await asyncio.to_thread(self.remote.list_files, stats)
                 new, also = self._plan_backup(files, remote)
                 created = await asyncio.to_thread(
@@ -90,9 +96,22 @@ class BackupStore(LocalStore):
             except S3Unavailable as exc:
                 self.last_error = str(exc)
                 return _report("backup", self.ctx, stats, start, reachable=False, error=str(exc))
+        remote_latest = max((v for v in map(manifest_version, remote) if v), default=None)
+        return self._backed_up(stats, start, files, remote_latest, created=created)
+
+    def _backed_up(
+        self,
+        stats: TransferStats,
+        start: float,
+        files: dict[str, int],
+        remote_latest: int | None,
+        *,
+        created: list[int],
+    ) -> SyncReport:
+        """Record a finished backup of ``files`` and report it."""
         versions = [v for v in map(manifest_version, files) if v is not None]
         self.remote_version = max(
-            [*versions, *(v for v in map(manifest_version, remote) if v)], default=None
+            [*versions, *([remote_latest] if remote_latest is not None else [])], default=None
         )
         self.last_push = time.time()
         self.last_error = None

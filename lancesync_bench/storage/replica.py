@@ -150,13 +150,17 @@ class Replica:
     async def refresh(self, stats: TransferStats) -> bool:
         """Pull versions newer than the local copy; True when something new arrived.
 
-        One LIST of ``_versions/`` when nothing changed; otherwise one GET per new manifest
-        (its metadata lists the files it needs), and one per new file.
+        One one-key LIST when nothing changed; otherwise a LIST of ``_versions/``, one GET
+        per new manifest (its metadata lists the files it needs), and one per new file.
         """
         async with self.lock:
-            versions = await asyncio.to_thread(self.remote.list_versions, stats)
-            self.last_refresh = time.monotonic()
             local_latest = self.local_version()
+            latest = await asyncio.to_thread(self.remote.latest_version, stats)
+            self.last_refresh = time.monotonic()
+            if latest is not None and latest <= local_latest:
+                self.remote_version = latest
+                return False
+            versions = await asyncio.to_thread(self.remote.list_versions, stats)
             newer = {v: i for v, i in versions.items() if v > local_latest}
             if not newer:
                 self.remote_version = max(versions, default=0)
@@ -187,8 +191,9 @@ class Replica:
         expected: list[FileInfo] = []
         fetched: dict[str, bytes] = {}
         foreign = False
-        for rel, info in manifests.items():
-            body, listed = await asyncio.to_thread(self.remote.get_manifest, info, stats)
+        got = await asyncio.to_thread(self.remote.get_manifests, manifests.values(), stats)
+        for rel in manifests:
+            body, listed = got[rel]
             if listed is None:
                 foreign = True
             else:

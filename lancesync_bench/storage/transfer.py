@@ -276,6 +276,28 @@ class RemoteTable:
                 )
         return out
 
+    def latest_version(self, stats: TransferStats) -> int | None:
+        """The newest remote version (None: no manifest), from a one-key listing when it can.
+
+        Lance's current manifest names sort newest first, so the first key of ``_versions/``
+        is the latest version: one small request however many versions S3 keeps. Tables
+        with the older naming (numbers that do not sort) fall back to the full listing.
+        """
+        stats.count("LIST")
+        prefix = f"{self.table_key}/_versions/"
+        try:
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_failure(exc, f"listing s3://{self.bucket}/{prefix}") from exc
+        first = page.get("Contents", [])
+        if not first:
+            return None
+        rel = first[0]["Key"][len(self.table_key) + 1 :]
+        stem = rel[len("_versions/") : -len(".manifest")]
+        if manifest_version(rel) is not None and int(stem) > 2**63:
+            return manifest_version(rel)
+        return max(self.list_versions(stats), default=None)
+
     def list_files(self, stats: TransferStats) -> dict[str, FileInfo]:
         """Every file of the remote table (manifests included)."""
         out: dict[str, FileInfo] = {}
@@ -460,6 +482,22 @@ class RemoteTable:
             assert version is not None
             record = self._get_sidecar(version, sha, stats)
         return body, decode_files(record, key)
+
+    def get_manifests(
+        self, infos: Iterable[FileInfo], stats: TransferStats
+    ) -> dict[str, tuple[bytes, list[FileInfo] | None]]:
+        """:meth:`get_manifest` for many manifests at once, in parallel.
+
+        A restore or a first open fetches every version's manifest: one after another that
+        was one round trip each (5 s for 160 versions at a 20 ms RTT).
+        """
+        out: dict[str, tuple[bytes, list[FileInfo] | None]] = {}
+
+        def fetch(info: FileInfo) -> None:
+            out[info.path] = self.get_manifest(info, stats)
+
+        self._run_parallel([lambda i=i: fetch(i) for i in infos])
+        return out
 
     def download(self, files: Iterable[FileInfo], table_dir: Path, stats: TransferStats) -> None:
         """Fetch files into ``table_dir``, each verified before it is renamed into place."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _storage_helpers import make_docs, open_service
@@ -156,5 +157,50 @@ def test_bad_queries_and_arguments_get_clear_errors(tmp_path: Path) -> None:
             with pytest.raises(ValueError, match="k=0"):
                 await s.search(USER, [1.0, 2.0, 3.0, 4.0], k=0)
             assert [d["id"] for d in await s.search(USER, [1.0, 2.0, 3.0, 4.0], k=1)] == ["a"]
+
+    asyncio.run(scenario())
+
+
+def test_no_change_backup_and_refresh_ask_s3_for_one_key(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing new, a backup and a cache refresh each make one LIST for one key (the
+    newest manifest), however many versions S3 keeps; a change still takes the full path."""
+    from lancesync_bench.storage.transfer import RemoteTable, TransferStats
+
+    full_listings: list[str] = []
+    for name in ("list_files", "list_versions"):
+        original = getattr(RemoteTable, name)
+
+        def spy(self: RemoteTable, stats: TransferStats, _o: Any = original, _n: str = name) -> Any:
+            full_listings.append(_n)
+            return _o(self, stats)
+
+        monkeypatch.setattr(RemoteTable, name, spy)
+
+    async def scenario() -> None:
+        async with open_service(BACKUP, tmp_path / "A", s3) as a:
+            for i in range(6):
+                await a.add_documents(USER, make_docs(1, start=i))
+                assert (await a.backup(USER)).reachable
+            remote = a._remote(USER)
+            stats = TransferStats()
+            versions = remote.list_versions(stats)
+            assert len(versions) >= 6
+            assert remote.latest_version(stats) == max(versions)
+            full_listings.clear()
+            idle = await a.backup(USER)
+            assert idle.reachable and idle.requests == {"LIST": 1}
+            assert full_listings == []
+            assert idle.files_up == 0 and idle.remote_version == max(versions)
+            await a.add_documents(USER, make_docs(1, start=50))
+            busy = await a.backup(USER)
+            assert busy.files_up >= 3 and busy.remote_version == max(versions) + 1
+        async with open_service(PRIMARY, tmp_path / "web", s3, device="web") as web:
+            await web.add_documents("frank", make_docs(2))
+            full_listings.clear()
+            idle = await web.refresh("frank")
+            assert idle.reachable and idle.requests == {"LIST": 1}
+            assert full_listings == []
 
     asyncio.run(scenario())
