@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -22,7 +23,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, get_args
 
 from lancesync_bench.config import Secret
 from lancesync_bench.errors import LanceSyncError
@@ -50,8 +51,11 @@ __all__ = [
     "write_run",
 ]
 
-# Bump on any change a reader must know about (renamed or removed fields, changed units).
-SCHEMA_VERSION = 1
+# Bump on any change a reader must know about (new, renamed or removed fields, changed
+# units). Version 2 added ``machine_slowdown`` to the samples and the steady-sample figures
+# to stats and verdicts; version 1 runs still load, with those columns missing (NaN).
+SCHEMA_VERSION = 2
+_READABLE_VERSIONS = frozenset({1, SCHEMA_VERSION})
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.csv"
 Phase = Literal["warmup", "cold", "warm"]
@@ -82,6 +86,9 @@ class SampleRow(_Key):
     latency_ms: float
     requests: int | None  # S3 requests the operation made (None: not counted)
     bytes: int | None  # bytes transferred to or from S3 (None: not counted)
+    # The CPU probe around the operation: its slower run over its usual time (1.0: usual
+    # speed; >= 2: half speed or worse). Absent or None where no probe ran (the sweep).
+    machine_slowdown: NotRequired[float | None]
 
 
 class StatsRow(_Key):
@@ -95,6 +102,11 @@ class StatsRow(_Key):
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    # Machine noise (see lancesync_bench.stats.steady): None where no sample was probed.
+    slowed_n: NotRequired[int | None]  # samples with machine_slowdown >= 2
+    steady_n: NotRequired[int | None]  # samples with machine_slowdown < 2
+    steady_p95_ms: NotRequired[float | None]  # of the steady samples, with the same n guard
+    steady_p99_ms: NotRequired[float | None]
 
 
 class VerdictRow(_Key):
@@ -105,9 +117,17 @@ class VerdictRow(_Key):
     status: Status
     value_ms: float | None
     note: str
+    # Machine noise behind the figure; the status above is judged on all samples regardless.
+    n: NotRequired[int]  # samples the figure comes from
+    slowed_n: NotRequired[int | None]  # of those, samples with machine_slowdown >= 2
+    steady_value_ms: NotRequired[float | None]  # the judged statistic of the steady samples
+    # For a FAIL at p95/p99 only: the steady samples' figure against the same target.
+    steady_status: NotRequired[Status | None]
 
 
 SAMPLE_COLUMNS: tuple[str, ...] = tuple(SampleRow.__annotations__)
+# Columns a row may leave out (written as empty cells): rows built by code that has no probe.
+_OPTIONAL_SAMPLE_COLUMNS = frozenset({"machine_slowdown"})
 _PHASES = frozenset(get_args(Phase))
 
 
@@ -209,12 +229,17 @@ def _samples_csv(rows: Iterable[Mapping[str, Any]]) -> tuple[str, int]:
     writer.writerow(SAMPLE_COLUMNS)
     count = 0
     for count, row in enumerate(rows, 1):
-        if set(row) != set(SAMPLE_COLUMNS) or row["phase"] not in _PHASES:
+        missing = set(SAMPLE_COLUMNS) - set(row)
+        if missing - _OPTIONAL_SAMPLE_COLUMNS or set(row) - set(SAMPLE_COLUMNS):
             raise ResultsError(
-                f"samples row {count}: expected keys {SAMPLE_COLUMNS} with "
-                f"phase in {sorted(_PHASES)}, got {dict(row)!r}"
+                f"samples row {count}: expected keys {SAMPLE_COLUMNS} "
+                f"({', '.join(sorted(_OPTIONAL_SAMPLE_COLUMNS))} optional), got {dict(row)!r}"
             )
-        writer.writerow(["" if row[c] is None else row[c] for c in SAMPLE_COLUMNS])
+        if row["phase"] not in _PHASES:
+            raise ResultsError(
+                f"samples row {count}: phase must be one of {sorted(_PHASES)}, got {dict(row)!r}"
+            )
+        writer.writerow(["" if row.get(c) is None else row[c] for c in SAMPLE_COLUMNS])
     return buf.getvalue(), count
 
 
@@ -298,15 +323,18 @@ def load_run(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ResultsError(f"{file}: cannot read results: {exc}") from None
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(
-            f"{file}: schema_version {version!r}; this reader knows {SCHEMA_VERSION}"
-        )
+    if version not in _READABLE_VERSIONS:
+        known = ", ".join(str(v) for v in sorted(_READABLE_VERSIONS))
+        raise ResultsError(f"{file}: schema_version {version!r}; this reader knows {known}")
     return data
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """The samples of a run as a DataFrame, with a leading ``run_id`` column."""
+    """The samples of a run as a DataFrame, with a leading ``run_id`` column.
+
+    Every column of :data:`SAMPLE_COLUMNS` is present: one a run predates (such as
+    ``machine_slowdown`` before schema version 2) is all missing values.
+    """
     import pandas as pd
 
     data = load_run(path)
@@ -320,14 +348,22 @@ def load(path: str | Path) -> pd.DataFrame:
         "latency_ms": "float64",
         "requests": "Int64",
         "bytes": "Int64",
+        "machine_slowdown": "float64",
     }
     text_cols = {c: "string" for c in SAMPLE_COLUMNS if c not in dtypes}
     frame = pd.read_csv(
         io.BytesIO(raw),
         dtype={**dtypes, **text_cols},
         keep_default_na=False,
-        na_values={"requests": [""], "bytes": [""]},
+        na_values={c: [""] for c in ("requests", "bytes", "machine_slowdown")},
     )
+    for column in _OPTIONAL_SAMPLE_COLUMNS - set(frame.columns):
+        # An older run: the column did not exist yet, so every value is missing.
+        frame[column] = pd.Series(math.nan, index=frame.index, dtype="float64")
+    absent = [c for c in SAMPLE_COLUMNS if c not in frame.columns]
+    if absent:
+        raise ResultsError(f"{csv_path}: missing column(s) {', '.join(absent)}")
+    frame = frame[list(SAMPLE_COLUMNS)]
     frame.insert(0, "run_id", data["run_id"])
     return frame
 

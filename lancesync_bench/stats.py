@@ -2,6 +2,12 @@
 
 Samples are raw ``time.perf_counter_ns()`` differences; every figure is reported in ms.
 
+**Machine noise.** Samples may carry a ``machine_slowdown`` figure from a CPU probe run
+around them (:mod:`lancesync_bench.bench.probe`); at :data:`SLOWED` (2) or above, the CPU
+ran at half speed or worse. :func:`steady` counts such samples and gives the percentiles of
+the others, so a verdict can say whether the machine explains a miss. Those figures sit
+beside the judged ones and never replace them: every verdict is judged on all samples.
+
 **Which percentiles n supports.** Percentile ``q`` (as a fraction) is reported only when
 ``n >= ceil(1 / (1 - q))``: p50 needs 2 samples, p95 needs 20, p99 needs 100. Below that,
 fewer than one sample is expected above the q-quantile, so any estimate is the maximum (or
@@ -13,6 +19,7 @@ interpolation between order statistics, Hyndman-Fan type 7), so they match ``np.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -20,7 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "SLOWED",
     "Comparison",
+    "Steady",
     "Summary",
     "Target",
     "Targets",
@@ -30,6 +39,8 @@ __all__ = [
     "judge",
     "min_samples",
     "percentile",
+    "steady",
+    "steady_status",
     "summarize",
     "verdict",
 ]
@@ -54,12 +65,13 @@ def _ms(samples_ns: Samples) -> npt.NDArray[np.float64]:
     return np.asarray(samples_ns, dtype=np.float64).reshape(-1) / _NS_PER_MS
 
 
+def _guarded(ms: npt.NDArray[np.float64], q: float) -> float | None:
+    return None if len(ms) < min_samples(q) else float(np.percentile(ms, q))
+
+
 def percentile(samples_ns: Samples, q: float) -> float | None:
     """Percentile ``q`` (percent) in ms, or None when n is below :func:`min_samples`."""
-    ms = _ms(samples_ns)
-    if len(ms) < min_samples(q):
-        return None
-    return float(np.percentile(ms, q))
+    return _guarded(_ms(samples_ns), q)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,54 @@ def summarize(samples_ns: Samples) -> Summary:
         p95_ms=percentile(samples_ns, 95),
         p99_ms=percentile(samples_ns, 99),
         max_ms=float(ms.max()) if some else None,
+    )
+
+
+# machine_slowdown at or above this: the CPU ran at half speed or worse around the sample.
+SLOWED = 2.0
+_STEADY_STATS = ("p95", "p99")
+
+
+@dataclass(frozen=True)
+class Steady:
+    """Machine noise of one group of samples; all None when none of them was probed.
+
+    ``slowed_n`` samples had ``machine_slowdown >= SLOWED``; the ``steady_n`` others (probed,
+    below it) give ``steady_p95_ms`` and ``steady_p99_ms`` under the usual n guard.
+    """
+
+    slowed_n: int | None
+    steady_n: int | None
+    steady_p95_ms: float | None
+    steady_p99_ms: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (JSON-ready)."""
+        return asdict(self)
+
+
+def steady(
+    samples_ns: Samples, slowdowns: Iterable[float | None], *, threshold: float = SLOWED
+) -> Steady:
+    """Count the slowed samples and summarise the steady rest (``slowdowns`` in sample order).
+
+    A sample without a figure (None or NaN: no probe ran) is neither slowed nor steady.
+    """
+    ms = _ms(samples_ns)
+    slow = np.asarray(
+        [math.nan if v is None else float(v) for v in slowdowns], dtype=np.float64
+    ).reshape(-1)
+    if len(slow) != len(ms):
+        raise ValueError(f"{len(ms)} samples but {len(slow)} slowdown figures")
+    probed = ~np.isnan(slow)
+    if not probed.any():
+        return Steady(None, None, None, None)
+    calm = ms[probed & (slow < threshold)]
+    return Steady(
+        slowed_n=int((slow[probed] >= threshold).sum()),
+        steady_n=len(calm),
+        steady_p95_ms=_guarded(calm, 95),
+        steady_p99_ms=_guarded(calm, 99),
     )
 
 
@@ -303,3 +363,21 @@ def judge(summary: Summary, target: Target, *, profile: str | None = None) -> Ve
 def verdict(summary: Summary, target: Target, *, profile: str | None = None) -> Status:
     """The status of :func:`judge`: ``PASS``, ``FAIL``, ``N/A`` or ``BELOW`` (under a band)."""
     return judge(summary, target, profile=profile).status
+
+
+def steady_status(
+    status: Status, target: Target, value_ms: float | None, *, profile: str | None = None
+) -> Status | None:
+    """For a ``FAIL`` at p95 or p99: the steady samples' figure ``value_ms`` judged alike.
+
+    None for any other status or statistic, and when ``value_ms`` is None (too few steady
+    samples). The answer says whether the machine explains a miss; it never changes
+    ``status``.
+    """
+    if status != "FAIL" or target.stat not in _STEADY_STATS or value_ms is None:
+        return None
+    p95, p99 = (value_ms, None) if target.stat == "p95" else (None, value_ms)
+    figures = Summary(
+        n=0, mean_ms=None, min_ms=None, p50_ms=None, p95_ms=p95, p99_ms=p99, max_ms=None
+    )
+    return judge(figures, target, profile=profile).status

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lancesync_bench.bench.probe import Probe, shared_probe
 from lancesync_bench.netem import S3Proxy
 from lancesync_bench.results import Phase, SampleRow
 
@@ -30,12 +31,17 @@ class Recorder:
     Each operation is timed alone with ``perf_counter_ns`` (closed loop: the next starts
     when the previous one ended). When a proxy sits on the S3 path, the requests and bytes
     it saw during the operation are stored with the sample.
+
+    With a ``probe`` (the process's shared one by default), the CPU probe runs right before
+    and right after each operation, outside its timed window, and the slower of the two
+    ratios is stored as the sample's ``machine_slowdown``. ``probe=None`` leaves it None.
     """
 
     key: CellKey
     proxy: S3Proxy | None = None
     samples: list[SampleRow] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    probe: Probe | None = field(default_factory=shared_probe)
 
     async def run(
         self,
@@ -69,6 +75,9 @@ class Recorder:
         where: tuple[str, Phase, int],
     ) -> Any:
         path, phase, iteration = where
+        # The probes bracket the proxy snapshots and the timed window: neither the latency
+        # nor the S3 counts include the probe's own time.
+        slow_before = self.probe() if self.probe is not None else None
         before = self.proxy.snapshot() if self.proxy is not None else None
         start = time.perf_counter_ns()
         result = await fn(arg)
@@ -78,6 +87,9 @@ class Recorder:
             delta = self.proxy.snapshot() - before
             requests = delta.total
             transferred = delta.bytes_up + delta.bytes_down
+        slowdown = None
+        if self.probe is not None and slow_before is not None:
+            slowdown = round(max(slow_before, self.probe()), 2)
         self.samples.append(
             SampleRow(
                 scenario=self.key.scenario,
@@ -91,6 +103,7 @@ class Recorder:
                 latency_ms=elapsed / 1e6,
                 requests=requests,
                 bytes=transferred,
+                machine_slowdown=slowdown,
             )
         )
         return result

@@ -17,7 +17,9 @@ from lancesync_bench.bench.sweep import run_sweep
 from lancesync_bench.bench.verdicts import (
     comparison_rows,
     format_comparisons,
+    format_machine_noise,
     format_verdicts,
+    machine_noise,
     stats_rows,
     verdict_rows,
 )
@@ -55,11 +57,12 @@ class RunOutcome:
     """Where the results went and what they say."""
 
     run_dir: Path
-    verdict_table: str
+    verdict_table: str  # ends with the run's machine-noise line
     comparison_table: str
     failures: int
     s3_reason: str
     duration_s: float
+    machine_noise: dict[str, Any] = field(default_factory=dict)  # see verdicts.machine_noise
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -230,6 +233,7 @@ def run_benchmark(
     stats = stats_rows(samples)
     verdicts = verdict_rows(stats, by_name)
     comparisons = comparison_rows(samples)
+    noise = machine_noise(samples)
     skipped = _skip_rows(got.cells) + sweep_skips
     profiles = {
         p.name: p
@@ -251,15 +255,18 @@ def run_benchmark(
             "sweep": got.sweep,
             "sweep_duration_s": got.sweep_duration_s,
             "skipped": skipped,
+            "machine_noise": noise,
         },
         secrets=[secret],
         run_id=run_id,
     )
     return RunOutcome(
         run_dir=json_path.parent,
-        verdict_table=format_verdicts(verdicts),
+        # The noise line rides with the table, so it is printed once wherever the table is.
+        verdict_table=f"{format_verdicts(verdicts)}\n{format_machine_noise(noise)}",
         comparison_table=format_comparisons(comparisons),
         failures=sum(v["status"] == "FAIL" for v in verdicts),
         s3_reason=f"{selection.kind} ({selection.reason})",
         duration_s=time.perf_counter() - started,
+        machine_noise=noise,
     )

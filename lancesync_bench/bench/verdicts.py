@@ -11,12 +11,22 @@ import numpy as np
 from lancesync_bench.config import StorageMode
 from lancesync_bench.results import SampleRow, StatsRow, VerdictRow
 from lancesync_bench.scenarios import Scenario
-from lancesync_bench.stats import Summary, compare, judge, summarize
+from lancesync_bench.stats import (
+    SLOWED,
+    Summary,
+    compare,
+    judge,
+    steady,
+    steady_status,
+    summarize,
+)
 
 __all__ = [
     "comparison_rows",
     "format_comparisons",
+    "format_machine_noise",
     "format_verdicts",
+    "machine_noise",
     "stats_rows",
     "targets_for",
     "verdict_rows",
@@ -26,16 +36,52 @@ _KEY = ("scenario", "storage_mode", "profile", "size", "operation", "path", "pha
 
 
 def stats_rows(samples: Iterable[SampleRow]) -> list[StatsRow]:
-    """One summary per (scenario, mode, profile, size, operation, path, phase)."""
-    groups: dict[tuple[object, ...], list[float]] = defaultdict(list)
+    """One summary per (scenario, mode, profile, size, operation, path, phase).
+
+    Each row also counts the samples taken while the machine was slowed and gives the
+    percentiles of the steady rest (:func:`lancesync_bench.stats.steady`); the summary
+    itself is of every sample.
+    """
+    groups: dict[tuple[object, ...], list[SampleRow]] = defaultdict(list)
     for s in samples:
-        groups[tuple(s[k] for k in _KEY)].append(s["latency_ms"])  # type: ignore[literal-required]
+        groups[tuple(s[k] for k in _KEY)].append(s)  # type: ignore[literal-required]
     rows: list[StatsRow] = []
-    for key, values in groups.items():
-        summary = summarize([round(v * 1e6) for v in values])
+    for key, members in groups.items():
+        values_ns = [round(m["latency_ms"] * 1e6) for m in members]
+        summary = summarize(values_ns)
+        noise = steady(values_ns, [m.get("machine_slowdown") for m in members])
         fields = dict(zip(_KEY, key, strict=True))
-        rows.append(StatsRow(**fields, **summary.as_dict()))  # type: ignore[typeddict-item]
+        rows.append(
+            StatsRow(**fields, **summary.as_dict(), **noise.as_dict())  # type: ignore[typeddict-item]
+        )
     return rows
+
+
+def machine_noise(samples: Iterable[SampleRow]) -> dict[str, Any]:
+    """The run's machine noise: probed samples, how many were slowed, and their share.
+
+    ``slowed_share`` is None when no sample was probed.
+    """
+    figures = [s.get("machine_slowdown") for s in samples]
+    probed = [f for f in figures if f is not None]
+    slowed = sum(f >= SLOWED for f in probed)
+    return {
+        "threshold": SLOWED,
+        "probed_n": len(probed),
+        "slowed_n": slowed,
+        "slowed_share": slowed / len(probed) if probed else None,
+    }
+
+
+def format_machine_noise(noise: dict[str, Any]) -> str:
+    """One line for people from :func:`machine_noise`."""
+    if not noise["probed_n"]:
+        return "machine noise: not measured (no sample was taken with the CPU probe)"
+    return (
+        f"machine noise: {noise['slowed_n']} of {noise['probed_n']} samples "
+        f"({100 * noise['slowed_share']:.1f} %) ran with the CPU at half speed or worse "
+        f"(machine_slowdown >= {noise['threshold']:g})"
+    )
 
 
 def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scenario) -> list[str]:
@@ -84,6 +130,10 @@ def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> l
                 max_ms=st["max_ms"] or 0.0,
             )
             v = judge(summary, target, profile=st["profile"])
+            # Only p95 and p99 have a steady figure: the targets judged there are the ones a
+            # few slowed samples can tip over.
+            by_stat = {"p95": st.get("steady_p95_ms"), "p99": st.get("steady_p99_ms")}
+            steady_value = by_stat.get(target.stat)
             rows.append(
                 VerdictRow(
                     scenario=st["scenario"],
@@ -97,17 +147,59 @@ def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> l
                     status=v.status,
                     value_ms=v.value_ms,
                     note=v.note,
+                    n=st["n"],
+                    slowed_n=st.get("slowed_n"),
+                    steady_value_ms=steady_value,
+                    steady_status=steady_status(
+                        v.status, target, steady_value, profile=st["profile"]
+                    ),
                 )
             )
     return rows
 
 
+def _machine_explains(r: VerdictRow) -> bool:
+    """A FAIL whose steady samples alone meet the target: the slowed machine explains it."""
+    return r["status"] == "FAIL" and r.get("steady_status") in ("PASS", "BELOW")
+
+
+def _verdict_text(r: VerdictRow) -> str:
+    stat = r["criterion"].split(" ", 1)[0]  # Target.describe() starts with the statistic
+    if _machine_explains(r):
+        return (
+            f"FAIL (machine: {r.get('slowed_n')}/{r.get('n')} samples slowed; "
+            f"steady {stat} {r.get('steady_value_ms') or 0.0:.2f} ms)"
+        )
+    too_few = r.get("steady_value_ms") is None and bool(r.get("slowed_n"))
+    if r["status"] == "FAIL" and stat in ("p95", "p99") and too_few:
+        # Slowed samples, but too few steady ones left for the percentile: say so, rather
+        # than let a bare FAIL read as "the machine was not the cause".
+        return f"FAIL (steady {stat}: too few steady samples)"
+    return r["status"]
+
+
+_LEGEND = (
+    f"slowed: samples taken while the CPU ran at half speed or worse (machine_slowdown >= "
+    f"{SLOWED:g}); FAIL (machine: ...): missed on all samples, met on the steady ones alone "
+    "- still a FAIL."
+)
+
+
 def format_verdicts(rows: Iterable[VerdictRow]) -> str:
-    """A plain-text verdict table (one line per scenario x operation x profile x target)."""
-    header = ("scenario", "profile", "size", "operation", "target", "criterion", "value", "verdict")
-    lines = [header]
-    for r in sorted(rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"])):
+    """A plain-text verdict table (one line per scenario x operation x profile x target).
+
+    When the rows carry machine noise, a ``slowed`` column gives the slowed samples out of
+    all, a FAIL the steady samples alone would pass is marked ``FAIL (machine: ...)``, and a
+    legend line follows the table. The verdict itself is never changed.
+    """
+    rows = sorted(rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"]))
+    noisy = any(r.get("slowed_n") is not None for r in rows)
+    header = ["scenario", "profile", "size", "operation", "target", "criterion", "value"]
+    lines = [(*header, *(["slowed"] if noisy else []), "verdict")]
+    for r in rows:
         value = "-" if r["value_ms"] is None else f"{r['value_ms']:.2f} ms"
+        slowed = r.get("slowed_n")
+        noise = ["-" if slowed is None else f"{slowed}/{r.get('n')}"] if noisy else []
         lines.append(
             (
                 r["scenario"],
@@ -117,10 +209,12 @@ def format_verdicts(rows: Iterable[VerdictRow]) -> str:
                 r["target"],
                 r["criterion"],
                 value,
-                r["status"],
+                *noise,
+                _verdict_text(r),
             )
         )
-    return _columns(lines)
+    table = _columns(lines)
+    return f"{table}\n{_LEGEND}" if noisy else table
 
 
 _PAIR = ("scenario", "storage_mode", "profile", "size", "operation")

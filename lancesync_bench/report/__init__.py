@@ -25,6 +25,7 @@ from lancesync_bench.report.profiles import profiles_figure
 from lancesync_bench.report.style import to_png
 from lancesync_bench.report.tables import (
     baseline_ratios,
+    machine_noise_text,
     stats_table,
     verdict_counts,
     verdict_figure,
@@ -40,6 +41,7 @@ __all__ = [
     "build_images",
     "latency_figure",
     "load_report_data",
+    "machine_noise_text",
     "profiles_figure",
     "render_html",
     "requests_figure",

@@ -15,7 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lancesync_bench.report.data import ReportData
-from lancesync_bench.report.tables import stats_table, verdict_counts, verdict_table
+from lancesync_bench.report.tables import (
+    MACHINE_LEGEND,
+    machine_noise_text,
+    stats_table,
+    verdict_counts,
+    verdict_table,
+)
 
 __all__ = ["ReportImage", "render_html", "s3_summary"]
 
@@ -23,7 +29,8 @@ __all__ = ["ReportImage", "render_html", "s3_summary"]
 ReportImage = tuple[str, str, bytes]
 _LOCAL_HOSTS = frozenset({"localhost", "::1"})  # plus 127.0.0.0/8, tested by prefix
 
-_NUMBER_TEXT = frozenset({"value"})  # numbers already formatted as text: align them as numbers
+# Numbers already formatted as text: align them as numbers.
+_NUMBER_TEXT = frozenset({"value", "steady_value", "slowed"})
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
  max-width:1400px;padding:0 1rem;color:#222;line-height:1.4}
@@ -174,7 +181,11 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         _table(
             verdicts.to_dict("records"),
             list(verdicts.columns),
-            {"value": "value (ms)"},
+            {
+                "value": "value (ms)",
+                "steady_value": "steady (ms)",
+                "steady_status": "steady verdict",
+            },
             status="status",
         )
         if len(verdicts)
@@ -185,6 +196,9 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         "p95_ms": "p95 ms",
         "p99_ms": "p99 ms",
         "max_ms": "max ms",
+        "slowed_n": "slowed",
+        "steady_p95_ms": "steady p95 ms",
+        "steady_p99_ms": "steady p99 ms",
         "requests": "S3 requests (median)",
         "kib": "KiB moved (median)",
     }
@@ -204,6 +218,7 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         f'<h2 id="verdicts">Verdicts against the documented targets</h2><p>{badges}</p>'
         "<p>Local targets are judged at p95 (p99 where the target says so), the S3 band at "
         "p50. N/A: too few samples for the statistic (p95 needs 20, p99 needs 100).</p>"
+        f"<p>{escape(machine_noise_text(data))} {escape(MACHINE_LEGEND)}</p>"
         f'{verdict_html}<h2 id="figures">Figures</h2>{_figures(images)}'
         '<h2 id="stats">Statistics (cold and warm phases; warm-up excluded)</h2>'
         "<p>A percentile that n cannot support is shown as -.</p>"

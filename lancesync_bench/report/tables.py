@@ -17,14 +17,17 @@ from lancesync_bench.report.data import (
     operation_sort_key,
 )
 from lancesync_bench.report.style import STATUS_COLORS, new_figure
+from lancesync_bench.stats import SLOWED
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
 __all__ = [
+    "MACHINE_LEGEND",
     "STATUS_ORDER",
     "baseline_ratios",
+    "machine_noise_text",
     "stats_table",
     "verdict_counts",
     "verdict_figure",
@@ -42,7 +45,17 @@ _VERDICT_COLUMNS = (
     "criterion",
     "value",
     "status",
+    "slowed",
+    "steady_value",
+    "steady_status",
     "note",
+)
+# What the machine-noise columns beside a verdict mean, for the page's legend.
+MACHINE_LEGEND = (
+    "slowed: samples taken while the CPU ran at half speed or worse (machine_slowdown >= "
+    f"{SLOWED:g}), of all samples judged. steady: the judged statistic of the other samples; "
+    "steady verdict (for a FAIL at p95/p99 only) says whether they alone meet the target. "
+    "The verdict is always judged on all samples."
 )
 
 
@@ -52,6 +65,31 @@ def _fmt_ms(value: object) -> str:
     return "-" if math.isnan(number) else f"{number:.2f}"
 
 
+def _missing(value: object) -> bool:
+    """None, NaN or pandas' NA: a figure the run does not have."""
+    import pandas as pd
+
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _count(value: object) -> int | None:
+    """A count from a column that may hold floats (NaN beside it) or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return int(value)
+
+
+def _slowed_text(slowed: object, n: object) -> str:
+    """``7/100``: slowed samples of all judged; "-" when not recorded (an older run)."""
+    a, b = _count(slowed), _count(n)
+    return "-" if a is None or b is None else f"{a}/{b}"
+
+
+def _column(frame: pd.DataFrame, name: str) -> list[object]:
+    """A column's values, or Nones when the frame lacks it (a frame built by hand)."""
+    return frame[name].tolist() if name in frame.columns else [None] * len(frame)
+
+
 def _profile_rank(data: ReportData, profiles: Iterable[object]) -> list[int]:
     """Each profile's position from the fastest network (loopback) to the slowest."""
     order = data.profiles()
@@ -59,7 +97,12 @@ def _profile_rank(data: ReportData, profiles: Iterable[object]) -> list[int]:
 
 
 def verdict_table(data: ReportData) -> pd.DataFrame:
-    """The verdict rows, failures first, with ``value`` as text in ms ("-" for N/A)."""
+    """The verdict rows, failures first, with ``value`` as text in ms ("-" for N/A).
+
+    ``slowed`` is the slowed samples of all judged ("7/100"), ``steady_value`` the judged
+    statistic of the steady samples (text in ms), ``steady_status`` their verdict for a
+    FAIL at p95/p99; "-" where the run has none (older runs have no probe figures).
+    """
     import pandas as pd
 
     v = data.verdicts
@@ -67,6 +110,11 @@ def verdict_table(data: ReportData) -> pd.DataFrame:
         return pd.DataFrame(columns=list(_VERDICT_COLUMNS))
     out = v.assign(
         value=[_fmt_ms(x) for x in v["value_ms"]],
+        slowed=[
+            _slowed_text(a, b) for a, b in zip(_column(v, "slowed_n"), _column(v, "n"), strict=True)
+        ],
+        steady_value=[_fmt_ms(x) for x in _column(v, "steady_value_ms")],
+        steady_status=["-" if _missing(x) else str(x) for x in _column(v, "steady_status")],
         _rank=[
             STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER) for s in v["status"]
         ],
@@ -87,16 +135,20 @@ def stats_table(data: ReportData) -> pd.DataFrame:
     """Per (scenario, profile, size, operation, path, phase): n, p50/p95/p99/max and S3 traffic.
 
     Latency figures come from the run's own ``stats`` rows (a percentile n cannot support
-    stays empty); requests and bytes are medians over the samples.
+    stays empty), with the machine-noise figures (slowed samples, steady p95/p99; empty for
+    runs without them); requests and bytes are medians over the samples.
     """
     import pandas as pd
 
     keys = ["scenario", "profile", "size", "operation", "path", "phase"]
     st = data.stats
     st = st[st["phase"] != "warmup"] if len(st) else st
-    cols = [*keys, "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "kib"]
+    noise = ["slowed_n", "steady_p95_ms", "steady_p99_ms"]
+    cols = [*keys, "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", *noise, "requests", "kib"]
     if st.empty:
         return pd.DataFrame(columns=cols)
+    st = st.assign(**{c: pd.to_numeric(pd.Series(_column(st, c), index=st.index)) for c in noise})
+    st = st.astype({"slowed_n": "Int64"})  # a count: shown as 7, not 7.00
     s = data.samples[data.samples["phase"] != "warmup"]
     traffic = (
         s.groupby(keys, observed=True)[["requests", "bytes"]]
@@ -111,6 +163,21 @@ def stats_table(data: ReportData) -> pd.DataFrame:
     out["_net"] = _profile_rank(data, out["profile"])
     out = out.sort_values(["scenario", "_net", "size", "_svc", "path", "_op", "operation"])
     return out[cols].reset_index(drop=True)
+
+
+def machine_noise_text(data: ReportData) -> str:
+    """One line: the share of the run's samples taken while the CPU was slowed (>= 2x)."""
+    frame = data.samples
+    if "machine_slowdown" not in frame.columns:
+        return "Machine noise: not measured in this run."
+    probed = frame["machine_slowdown"].dropna()
+    if probed.empty:
+        return "Machine noise: not measured in this run (no sample carries a probe figure)."
+    slowed = int((probed >= SLOWED).sum())
+    return (
+        f"Machine noise: {slowed} of {len(probed)} samples ({100 * slowed / len(probed):.1f} %) "
+        f"were taken while the CPU ran at half speed or worse (machine_slowdown >= {SLOWED:g})."
+    )
 
 
 def baseline_ratios(data: ReportData) -> pd.DataFrame:
@@ -155,18 +222,24 @@ def verdict_figure(data: ReportData) -> Figure | None:
         return None
     shown = table.drop(columns="note")
     shown["size"] = [f"{int(v):,}" for v in shown["size"]]
-    # 8 in holds the eight columns at 8.5 pt and the title; a row is ~0.26 in when drawn.
-    fig = new_figure(8.0, 0.26 * (len(shown) + 1) + 1.0)
+    at = list(shown.columns).index("status")
+    # 10.5 in holds the eleven columns at 8.5 pt and the title; a row is ~0.26 in when drawn.
+    fig = new_figure(10.5, 0.26 * (len(shown) + 1) + 1.3)
     ax = fig.add_subplot()
     ax.axis("off")
     cells = shown.astype(str).to_numpy().tolist()
     colors = [
-        ["white"] * (len(shown.columns) - 1) + [STATUS_COLORS.get(row[-1], "white")]
+        [STATUS_COLORS.get(row[at], "white") if i == at else "white" for i in range(len(row))]
         for row in cells
     ]
+    labels = {
+        "value": "value (ms)",
+        "steady_value": "steady (ms)",
+        "steady_status": "steady verdict",
+    }
     drawn = ax.table(
         cellText=cells,
-        colLabels=[c if c != "value" else "value (ms)" for c in shown.columns],
+        colLabels=[labels.get(c, c) for c in shown.columns],
         cellColours=colors,
         colColours=["#DDDDDD"] * len(shown.columns),
         loc="upper center",
@@ -177,14 +250,16 @@ def verdict_figure(data: ReportData) -> Figure | None:
     drawn.auto_set_column_width(list(range(len(shown.columns))))
     drawn.scale(1.0, 1.25)
     for (row, col), cell in drawn.get_celld().items():
-        if row > 0 and col == len(shown.columns) - 1 and cells[row - 1][-1] == "FAIL":
+        if row > 0 and col == at and cells[row - 1][at] == "FAIL":
             cell.get_text().set_fontweight("bold")  # the status word carries it, not colour alone
     counts = verdict_counts(data)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     fig.suptitle(
         f"Verdicts against the documented targets (run {data.run_id})\n{summary}. "
         "BELOW = faster than the S3 band's lower edge:\nexpected on loopback or emulated "
-        "networks, not a failure. N/A = too few samples for the statistic.",
+        "networks, not a failure. N/A = too few samples for the statistic.\n"
+        "slowed = samples taken with the CPU at half speed or worse; steady = the figure "
+        "without them (the verdict uses all samples).",
         fontsize=10,
     )
     return fig

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from pathlib import Path
 from typing import Any, cast
 
+import pandas as pd
 import pytest
 
 from lancesync_bench.config import Secret
@@ -182,3 +184,71 @@ def test_metadata_is_hostname_free_and_complete() -> None:
     host = socket.gethostname()
     if len(host) >= 4:
         assert host not in text
+
+
+# -- schema version 2: machine_slowdown ------------------------------------------------
+
+
+def test_machine_slowdown_round_trips_and_may_be_left_out(tmp_path: Path) -> None:
+    samples = _samples()
+    samples[1]["machine_slowdown"] = 2.5
+    samples[2]["machine_slowdown"] = None
+    assert "machine_slowdown" not in samples[3]  # rows built without a probe (the sweep)
+    path = _write(tmp_path / "ms", samples_rows=samples)
+    header = (path.parent / "samples.csv").read_text().splitlines()[0]
+    assert header.endswith(",bytes,machine_slowdown")
+    frame = load(path)
+    assert frame["machine_slowdown"].dtype == "float64"
+    assert frame["machine_slowdown"].iloc[1] == 2.5
+    assert frame["machine_slowdown"].isna().sum() == len(samples) - 1
+
+
+def test_sample_row_with_unknown_or_missing_columns_is_refused(tmp_path: Path) -> None:
+    extra: list[dict[str, Any]] = [dict(row) for row in _samples()]
+    extra[0]["cpu_speed"] = 1.0
+    with pytest.raises(ResultsError, match="samples row 1"):
+        _write(tmp_path / "extra", samples_rows=extra)
+    short: list[dict[str, Any]] = [dict(row) for row in _samples()]
+    del short[3]["latency_ms"]  # only machine_slowdown may be left out
+    with pytest.raises(ResultsError, match="samples row 4"):
+        _write(tmp_path / "short", samples_rows=short)
+
+
+def _as_version_1(path: Path) -> None:
+    """Rewrite a run as schema version 1 wrote it: no machine_slowdown, no steady figures."""
+    csv_path = path.parent / "samples.csv"
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].endswith(",machine_slowdown")
+    old = "\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n"
+    csv_path.write_text(old)
+    data = json.loads(path.read_text())
+    new_keys = {"slowed_n", "steady_n", "steady_p95_ms", "steady_p99_ms"}
+    new_keys |= {"n", "steady_value_ms", "steady_status"}
+    for key in ("stats", "verdicts"):
+        data[key] = [{k: v for k, v in row.items() if k not in new_keys} for row in data[key]]
+    data["schema_version"] = 1
+    data["samples_sha256"] = hashlib.sha256(old.encode()).hexdigest()
+    path.write_text(json.dumps(data))
+
+
+def test_version_1_runs_still_load_with_the_new_columns_missing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "v1")
+    _as_version_1(path)
+    assert "machine_slowdown" not in (path.parent / "samples.csv").read_text()
+    frame = load(path)
+    assert list(frame.columns) == ["run_id", *SAMPLE_COLUMNS]
+    assert frame["machine_slowdown"].isna().all() and len(frame) == 26
+    assert frame["latency_ms"].iloc[0] == 19.5  # the old columns read as before
+    stats = load_stats(path)
+    assert stats.loc[0, "p95_ms"] == pytest.approx(5.28) and pd.isna(stats.loc[0, "slowed_n"])
+    verdicts = load_verdicts(path)
+    assert verdicts.loc[0, "status"] == "PASS" and pd.isna(verdicts.loc[0, "steady_status"])
+
+
+def test_unknown_schema_versions_are_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "v0")
+    data = json.loads(path.read_text())
+    for version in (0, "2", None):
+        path.write_text(json.dumps({**data, "schema_version": version}))
+        with pytest.raises(ResultsError, match="this reader knows 1, 2"):
+            load(path)
