@@ -9,7 +9,14 @@ The public surface:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# Lance logs one "partition N is empty, skipping" warning per empty IVF partition whenever
+# maintenance folds a few new rows into a delta index segment (hundreds per pass at 100k
+# rows): routine, and it buried the benchmark's output. Lance reads this once, when it is
+# first imported; a LANCE_LOG the user set wins.
+os.environ.setdefault("LANCE_LOG", "warn,lance::index::vector::builder=error")
 
 from lancesync_bench.config import BackendLocation, FrontendType, LanceDBSyncConfig, StorageMode
 from lancesync_bench.errors import (
