@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import time
@@ -230,14 +231,30 @@ class BackupStore(LocalStore):
         )
 
     def _link_local_files(self, dest: Path, remote: dict[str, FileInfo]) -> None:
-        """Seed the staging folder with local data files (hard links) to avoid downloads.
+        """Seed the staging folder with local files (hard links) to avoid downloads.
 
         Only files S3 holds under the same name and size: anything else (a table this device
-        made before restoring, a damaged copy) stays out of the restored table.
+        made before restoring, a damaged copy) stays out of the restored table. Data file
+        names are random, so name and size identify them.
+
+        Manifests are linked only when no data file is left to download, and only those
+        whose MD5 is the S3 object's ETag (a version number may name another device's
+        manifest). A download is verified against the SHA-256 that the record of the
+        manifest's push lists, so while anything must be downloaded every manifest is
+        fetched with its record. Otherwise this spares one GET per backed-up version
+        (~1 s for 160 versions on loopback).
         """
-        for rel, size in local_files(self.table_dir).items():
-            info = remote.get(rel)
-            if manifest_version(rel) is not None or info is None or info.size != size:
+        local = local_files(self.table_dir)
+        linkable = {
+            rel: size
+            for rel, size in local.items()
+            if (info := remote.get(rel)) is not None and info.size == size
+        }
+        missing = [r for r in remote if manifest_version(r) is None and r not in linkable]
+        for rel in linkable:
+            if manifest_version(rel) is not None and (
+                missing or not _same_bytes(self.table_dir / rel, remote[rel])
+            ):
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -510,6 +527,17 @@ class S3PrimaryStore(LocalStore):
         base.reads_may_be_stale = self.stale
         base.reachable = not self.stale
         return base
+
+
+def _same_bytes(path: Path, info: FileInfo) -> bool:
+    """Whether a local file holds the bytes of a remote object (MD5 against a plain ETag)."""
+    if not info.etag or "-" in info.etag:
+        return False  # a multipart ETag is not an MD5 of the content
+    try:
+        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return False
+    return digest == info.etag
 
 
 def pa_filter_count(table: pa.Table, column: str, value: str) -> int:

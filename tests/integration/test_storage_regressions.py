@@ -165,7 +165,8 @@ def test_no_change_backup_and_refresh_ask_s3_for_one_key(
     s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With nothing new, a backup and a cache refresh each make one LIST for one key (the
-    newest manifest), however many versions S3 keeps; a change still takes the full path."""
+    newest manifest), however many versions S3 keeps; a change still takes the full path;
+    a restore where the local copy already holds every file downloads nothing."""
     from lancesync_bench.storage.transfer import RemoteTable, TransferStats
 
     full_listings: list[str] = []
@@ -196,6 +197,12 @@ def test_no_change_backup_and_refresh_ask_s3_for_one_key(
             await a.add_documents(USER, make_docs(1, start=50))
             busy = await a.backup(USER)
             assert busy.files_up >= 3 and busy.remote_version == max(versions) + 1
+            # Restoring on the device that made the backup: every file, manifests included
+            # (same MD5 as S3's ETag), is linked from the local copy; nothing is downloaded.
+            restored = await a.restore(USER)
+            assert restored.requests.get("GET", 0) == 0 and restored.files_down == 0
+            assert (await a.get_document(USER, "d50")) is not None
+            assert (await a.status(USER)).documents == 7
         async with open_service(PRIMARY, tmp_path / "web", s3, device="web") as web:
             await web.add_documents("frank", make_docs(2))
             full_listings.clear()
