@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lancesync_bench.bench.probe import settle
 from lancesync_bench.bench.recorder import Recorder
 from lancesync_bench.errors import LanceSyncError
 from lancesync_bench.s3.endpoint import S3Endpoint
@@ -124,6 +125,7 @@ async def measure_lancedb(
     table = await db.create_table(TABLE_NAME, data=wl.arrow_table(0, size, metadata="json"))
     try:
         await DocTable(lambda: table, dim=wl.dim).ensure_indexes(MaintenancePolicy())
+        rec.extras[f"settle_s:{path}"] = round(await settle(), 3)  # as for the service
         ids, vectors = inputs.ids, inputs.queries
 
         async def point(i: int) -> Any:

@@ -6,6 +6,8 @@ Order of work, chosen so each figure is taken in a known state:
    mode's S3 copy up to date (initial sync or backup) - none of it timed;
 2. cold reads: a fresh service opens the table and answers one read (open included);
 3. warm reads: point reads by id and vector top-10, with recall@10 against exact search;
+   (just before them, the reference job: fixed CPU work timed like an operation, whose
+   spread is the machine's own);
 4. writes: one document, then batches;
 5. the mode's sync-like calls: sync, backup, restore, cache refresh, miss read; in the
    local-primary modes each one-document sync/backup is followed by the folder-copy
@@ -35,6 +37,7 @@ from lancesync_bench.bench.baselines import (
     start_tools,
     time_tools,
 )
+from lancesync_bench.bench.probe import REFERENCE_PATH, fixed_job, settle
 from lancesync_bench.bench.recorder import CellKey, Recorder
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
 from lancesync_bench.netem import NetworkProfile, S3Proxy
@@ -48,7 +51,8 @@ __all__ = ["CellPlan", "measure_cell"]
 
 USER = "bench-user"
 TOOLS_ELSEWHERE = (
-    "folder-copy tools run on each profile's smallest table only (quick mode: first profile)"
+    "folder-copy tools run on the smallest table of each storage mode's first scenario, per"
+    " profile (quick mode: first profile)"
 )
 
 
@@ -214,8 +218,17 @@ async def _measure(cell: _Cell) -> None:
         async with LanceDBStorageService(config, endpoint=ep) as fresh:
             return await fresh.get_document(USER, ids[i % len(ids)])
 
+    # Timed phases start on a calm machine: the set-up's writes flushed, the CPU at speed.
+    cell.rec.extras["settle_s"] = round(await settle(), 3)
     await cell.rec.run("cold_read", cold, repetitions=plan.cold_opens, phase="cold")
 
+    async def reference(_: int) -> int:
+        return fixed_job()
+
+    # The machine's own spread, in the same cell: a job that does the same work every time.
+    await cell.rec.run(
+        "fixed_cpu_job", reference, repetitions=plan.repetitions, path=REFERENCE_PATH
+    )
     async with LanceDBStorageService(config, endpoint=ep) as svc:
         await _reads(svc, cell, ids, queries)
         await _writes(svc, cell)

@@ -18,7 +18,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["PROBE_LOOPS", "Probe", "shared_probe", "spin"]
+__all__ = [
+    "FIXED_JOB_LOOPS",
+    "PROBE_LOOPS",
+    "REFERENCE_PATH",
+    "Probe",
+    "fixed_job",
+    "settle",
+    "shared_probe",
+    "spin",
+]
 
 # 1600 iterations took 120-160 us at p50 on the project's 2-core VM under CPython 3.11
 # (sets of 400 back-to-back runs after a warm-up; p99 170 us to 1.8 ms, the VM's bursts):
@@ -37,6 +46,19 @@ def spin(loops: int = PROBE_LOOPS) -> int:
     for i in range(loops):
         x = (x * 31 + i) & 0xFFFF
     return x
+
+
+# The reference job: the same pure-Python work every time, ~5 ms at p50 on the project's
+# 2-core VM (the size of a local read). Its spread is the machine's alone: in one run of
+# 400 back-to-back jobs here, p50 5 ms, p95 7-11 ms, p99 20-25 ms. A tail target tighter
+# than the reference job's own tail cannot be judged on that machine.
+FIXED_JOB_LOOPS = 56_000
+REFERENCE_PATH = "reference:fixed-cpu-job"
+
+
+def fixed_job() -> int:
+    """The reference job (:data:`FIXED_JOB_LOOPS` probe steps)."""
+    return spin(FIXED_JOB_LOOPS)
 
 
 class Probe:
@@ -131,3 +153,34 @@ def shared_probe() -> Probe:
     if _SHARED is None:
         _SHARED = Probe()
     return _SHARED
+
+
+async def settle(
+    probe: Probe | None = None,
+    *,
+    calm_ratio: float = 1.5,
+    calm_runs: int = 20,
+    pause_s: float = 0.005,
+    timeout_s: float = 10.0,
+) -> float:
+    """Flush dirty pages, then wait until the CPU runs at its usual speed; returns seconds.
+
+    A cell's set-up writes a table (320 MB at 100k rows) locally and to the S3 server: the
+    kernel then spends seconds writing it back to disk, on the same two cores the timed
+    operations run on. Measured in one run, the first ~40 searches at 100k rows after
+    set-up took up to 58 ms against a steady 7-8 ms, with the probe flagging the CPU at
+    2-4x slower. Timed phases start once ``calm_runs`` probes in a row (``pause_s`` apart)
+    came in under ``calm_ratio``, or after ``timeout_s`` (then the samples carry the
+    slowdown figures that say so).
+    """
+    import asyncio
+    import os
+
+    probe = probe if probe is not None else shared_probe()
+    start = time.perf_counter()
+    await asyncio.to_thread(os.sync)
+    calm = 0
+    while calm < calm_runs and time.perf_counter() - start < timeout_s:
+        calm = calm + 1 if probe() < calm_ratio else 0
+        await asyncio.sleep(pause_s)
+    return time.perf_counter() - start

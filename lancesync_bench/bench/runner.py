@@ -120,21 +120,25 @@ def tool_cells(
 ) -> set[tuple[str, str, int]]:
     """The (scenario, profile, size) cells that run the folder-copy tools.
 
-    Each profile's smallest table only: a one-document change copies the same few files at
-    any size, and every run of a tool costs a process start-up (0.4-2 s for the aws CLI on
-    2 busy cores). Quick mode keeps only each scenario's first profile, which is enough to
-    exercise the code path.
+    Per storage mode and profile, the first scenario's smallest table only: a one-document
+    change copies the same few files at any size and in every scenario of one mode (both
+    desktop scenarios back up the same way), and every run of a tool costs a process
+    start-up (0.4-2 s for the aws CLI on 2 busy cores). Quick mode keeps only each mode's
+    first profile, which is enough to exercise the code path.
     """
-    smallest: dict[tuple[str, str], int] = {}
+    chosen: dict[tuple[str, str], tuple[str, int]] = {}
     first_profile: dict[str, str] = {}
     for sc, profile, size in cells:
-        key = (sc.name, profile.name)
-        smallest[key] = min(size, smallest.get(key, size))
-        first_profile.setdefault(sc.name, profile.name)
+        mode = sc.storage_mode.value
+        key = (mode, profile.name)
+        name, smallest = chosen.get(key, (sc.name, size))
+        if name == sc.name:
+            chosen[key] = (name, min(size, smallest))
+        first_profile.setdefault(mode, profile.name)
     return {
         (name, profile, size)
-        for (name, profile), size in smallest.items()
-        if not quick or first_profile[name] == profile
+        for (mode, profile), (name, size) in chosen.items()
+        if not quick or first_profile[mode] == profile
     }
 
 

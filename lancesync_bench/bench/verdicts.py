@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lancesync_bench.bench.probe import REFERENCE_PATH
 from lancesync_bench.config import StorageMode
 from lancesync_bench.results import SampleRow, StatsRow, VerdictRow
 from lancesync_bench.scenarios import Scenario
@@ -62,14 +63,21 @@ def machine_noise(samples: Iterable[SampleRow]) -> dict[str, Any]:
 
     ``slowed_share`` is None when no sample was probed.
     """
-    figures = [s.get("machine_slowdown") for s in samples]
+    rows = list(samples)
+    figures = [s.get("machine_slowdown") for s in rows]
     probed = [f for f in figures if f is not None]
     slowed = sum(f >= SLOWED for f in probed)
+    job = [
+        round(s["latency_ms"] * 1e6)
+        for s in rows
+        if s["path"] == REFERENCE_PATH and s["phase"] != "warmup"
+    ]
     return {
         "threshold": SLOWED,
         "probed_n": len(probed),
         "slowed_n": slowed,
         "slowed_share": slowed / len(probed) if probed else None,
+        "reference_job": summarize(job).as_dict() if job else None,
     }
 
 
@@ -77,11 +85,23 @@ def format_machine_noise(noise: dict[str, Any]) -> str:
     """One line for people from :func:`machine_noise`."""
     if not noise["probed_n"]:
         return "machine noise: not measured (no sample was taken with the CPU probe)"
-    return (
+    line = (
         f"machine noise: {noise['slowed_n']} of {noise['probed_n']} samples "
         f"({100 * noise['slowed_share']:.1f} %) ran with the CPU at half speed or worse "
         f"(machine_slowdown >= {noise['threshold']:g})"
     )
+    job = noise.get("reference_job")
+    if job:
+        shown = ", ".join(
+            f"{name} {job[f'{name}_ms']:.1f} ms"
+            for name in ("p50", "p95", "p99")
+            if job.get(f"{name}_ms") is not None
+        )
+        line += (
+            f"\nreference job (the same CPU work every time, n={job['n']}): {shown}; a tail"
+            " target tighter than this job's own tail cannot be judged on this machine"
+        )
+    return line
 
 
 def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scenario) -> list[str]:

@@ -265,6 +265,14 @@ def test_tools_run_on_each_profiles_smallest_table(tmp_path: Path) -> None:
     assert len(cells) == 4
     assert tool_cells(cells, quick=False) == {("s", "loopback", 100), ("s", "far", 100)}
     assert tool_cells(cells, quick=True) == {("s", "loopback", 100)}
+    # A second scenario of the same storage mode copies the same change: no tools there.
+    (tmp_path / "t.toml").write_text(
+        (tmp_path / "s.toml").read_text().replace('name = "s"', 'name = "t"'), encoding="utf-8"
+    )
+    twin = load_scenario(tmp_path / "t.toml")
+    assert twin.storage_mode is sc.storage_mode
+    both = [*cells, *((twin, p, n) for p, n in twin.cells())]
+    assert tool_cells(both, quick=False) == {("s", "loopback", 100), ("s", "far", 100)}
 
 
 def test_skip_rows_gather_cells_per_reason() -> None:

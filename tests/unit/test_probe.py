@@ -16,7 +16,7 @@ import pytest
 
 from lancesync_bench import report
 from lancesync_bench.bench import probe as probe_module
-from lancesync_bench.bench.probe import PROBE_LOOPS, Probe, shared_probe, spin
+from lancesync_bench.bench.probe import PROBE_LOOPS, REFERENCE_PATH, Probe, shared_probe, spin
 from lancesync_bench.bench.recorder import CellKey, Recorder
 from lancesync_bench.bench.verdicts import (
     format_machine_noise,
@@ -345,11 +345,29 @@ def test_rows_without_noise_keep_the_plain_table(tmp_path: Path) -> None:
 def test_machine_noise_line(tmp_path: Path) -> None:
     sc = _scenario(tmp_path)
     noise = machine_noise(_noisy(sc))
-    assert noise == {"threshold": 2.0, "probed_n": 220, "slowed_n": 8, "slowed_share": 8 / 220}
+    assert noise == {
+        "threshold": 2.0,
+        "probed_n": 220,
+        "slowed_n": 8,
+        "slowed_share": 8 / 220,
+        "reference_job": None,
+    }
     assert format_machine_noise(noise) == (
         "machine noise: 8 of 220 samples (3.6 %) ran with the CPU at half speed or worse "
         "(machine_slowdown >= 2)"
     )
+    # With the reference job's samples (warm-ups left out), its spread is printed too.
+    job = [5.0] * 95 + [9.0] * 4 + [30.0]
+    rows = _rows(sc, "fixed_cpu_job", [99.0, *job], [1.0] * 101)
+    for i, row in enumerate(rows):
+        row["path"] = REFERENCE_PATH
+        row["phase"] = "warmup" if i == 0 else "warm"
+    with_job = machine_noise([*_noisy(sc), *rows])
+    assert with_job["reference_job"]["n"] == 100
+    assert with_job["reference_job"]["max_ms"] == 30.0
+    line = format_machine_noise(with_job).splitlines()[1]
+    assert line.startswith("reference job (the same CPU work every time, n=100): p50 5.0 ms")
+    assert "p99 9.2 ms" in line and "cannot be judged" in line
     none = machine_noise(_rows(sc, "point_read", [1.0], [None]))
     assert none["slowed_share"] is None and "not measured" in format_machine_noise(none)
 
