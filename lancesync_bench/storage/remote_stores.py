@@ -78,12 +78,21 @@ class BackupStore(LocalStore):
             async with self.write_lock:
                 files = local_files(self.table_dir)
             try:
-                if self.remote_version is not None and set(files) <= self._confirmed:
-                    # Nothing new since the last finished backup: a one-key listing says
-                    # whether S3 still ends at that backup (anything else: the full path).
+                if self.remote_version is not None:
+                    # S3 still ends at this device's last finished backup (a one-key listing
+                    # says so): everything it holds that this backup needs is in the
+                    # confirmed set, so upload the rest, manifests last. No full listing,
+                    # whose cost grows with the history S3 keeps (~100 ms at 160 versions).
                     latest = await asyncio.to_thread(self.remote.latest_version, stats)
                     if latest == self.remote_version:
-                        return self._backed_up(stats, start, files, latest, created=[])
+                        news = sorted(set(files) - self._confirmed)
+                        created = await asyncio.to_thread(
+                            self.remote.push, self.table_dir, news, stats, writer=self.ctx.writer
+                        )
+                        newest = max(created, default=latest)
+                        return self._backed_up(stats, start, files, newest, created=created)
+                # First backup, or S3 moved on (another device, an interrupted push): plan
+                # from the full listing.
                 remote = await asyncio.to_thread(self.remote.list_files, stats)
                 new, also = self._plan_backup(files, remote)
                 created = await asyncio.to_thread(

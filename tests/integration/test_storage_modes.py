@@ -256,16 +256,17 @@ def test_maintenance_compacts_and_keeps_every_document(
             assert auto < 27
             assert (await svc.status(USER)).last_error is None
 
-        # Reopened without automatic maintenance: an explicit pass compacts the new fragments.
-        # Lance keeps fragments that different index segments cover apart (the base, the one
-        # delta segment maintenance keeps, and rows no index covers yet): at most 3 remain.
+        # Reopened without automatic maintenance: an explicit pass compacts the new fragments
+        # to a handful. Lance keeps fragments that different index segments cover apart (the
+        # base, the one delta segment maintenance keeps, rows no index covers yet), and where
+        # the earlier automatic passes stopped varies with timing: 2 to 4 remain.
         async with open_service(mode, tmp_path, s3) as svc:
             for doc in make_docs(5, start=100):
                 await svc.add_documents(USER, [doc])
             report = await svc.maintain(USER)
             assert isinstance(report, MaintenanceReport)
             assert report.fragments_before >= 6
-            assert report.fragments_after <= 3
+            assert report.fragments_after <= 4
             live = await service_live(svc, USER)
             assert len(live) == 24
             for i in range(25):
