@@ -48,6 +48,12 @@ class MaintenancePolicy:
     # (reads take no lock) still finds them; a later pass removes them. With 0, such a read
     # failed with "Not found" about once in a thousand operations under write load.
     cleanup_older_than: timedelta | None = timedelta(seconds=60)
+    # Load a table's indexes into LanceDB's cache when the table opens and after each pass.
+    # Measured at 100k rows: vector top-10 p95 10 ms / p99 18 ms over the first 150 searches
+    # of a fresh connection (each touches 20 IVF partitions not yet loaded), 3.7 / 4.0 ms
+    # after a 0.1-0.2 s prewarm. The cost is memory: an IVF_FLAT index holds every vector
+    # (150 MB at 100k rows of 384 floats). Off: indexes load piece by piece on first use.
+    prewarm_indexes: bool = True
 
 
 @dataclass(frozen=True)
@@ -286,6 +292,11 @@ class DocTable:
         )
         return True
 
+    async def prewarm(self) -> None:
+        """Ask LanceDB to load every index of the table into its cache."""
+        for index in await self.table.list_indices():
+            await self.table.prewarm_index(index.name)
+
     async def maintain(self, policy: MaintenancePolicy) -> MaintenanceReport:
         """Drop losing records, compact fragments, clean old versions, update indexes."""
         import time
@@ -310,6 +321,8 @@ class DocTable:
             # (it would otherwise keep reading the old version until the next write).
             await self.table.checkout_latest()
         built = await self.ensure_indexes(policy)
+        if policy.prewarm_indexes:
+            await self.prewarm()  # the new index, or the segment this pass wrote
         after = await self.fragment_count()
         return MaintenanceReport(
             dead_records_removed=len(dead),

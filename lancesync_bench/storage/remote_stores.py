@@ -468,6 +468,8 @@ class S3PrimaryStore(LocalStore):
                 )
                 await self._table.create_index("id", config=lancedb.index.BTree())
         await self._init_clock(self.docs)
+        if self.cache:  # without a cache the indexes are on S3: load them as reads need them
+            self.start_prewarm()
 
     async def connection(self) -> Any:
         """The user's S3 connection (the primary)."""

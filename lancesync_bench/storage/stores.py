@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
@@ -88,6 +87,7 @@ class LocalStore:
         # One maintenance pass at a time: two concurrent optimize() calls on one table make
         # Lance reject the second commit (its index rewrite was preempted by the first).
         self.maintenance_lock = asyncio.Lock()
+        self._prewarm: asyncio.Task[Any] | None = None
         self.last_error: str | None = None
 
     async def open(self) -> None:
@@ -104,6 +104,24 @@ class LocalStore:
             self._table = await self.db.create_table(TABLE_NAME, schema=schema(self.ctx.dim))
             await self._table.create_index("id", config=lancedb.index.BTree())
         await self._init_clock(self.docs)
+        self.start_prewarm()
+
+    def start_prewarm(self) -> None:
+        """Load the table's indexes into the cache in the background (see the policy).
+
+        In the background so that opening stays fast: the first reads run meanwhile, at the
+        speed they would have had without it.
+        """
+        if not self.ctx.policy.prewarm_indexes:
+            return
+
+        async def prewarm() -> None:
+            try:
+                await self.docs.prewarm()
+            except Exception as exc:  # a cache hint: reads work without it
+                self.last_error = f"index prewarm failed: {type(exc).__name__}: {exc}"
+
+        self._prewarm = asyncio.get_running_loop().create_task(prewarm())
 
     async def _init_clock(self, docs: DocTable) -> None:
         mine = await docs.keys(where=f"origin = '{self.ctx.writer}'")
@@ -203,10 +221,13 @@ class LocalStore:
             return await self.docs.maintain(self.ctx.policy)
 
     async def wait_idle(self) -> None:
-        """Wait for background maintenance to finish (benchmarks call this between phases)."""
-        if self._maintenance is not None:
-            with contextlib.suppress(Exception):
-                await self._maintenance
+        """Wait for background maintenance and prewarming to finish (benchmarks call this
+        between phases)."""
+        tasks = {t for t in (self._prewarm, self._maintenance) if t is not None}
+        if tasks:
+            # wait() neither raises the tasks' errors (they are recorded in last_error) nor
+            # their cancellation, while a cancellation of this call still propagates.
+            await asyncio.wait(tasks)
 
     # -- sync-like calls (overridden where the mode has them) -----------------------------
 
@@ -245,7 +266,10 @@ class LocalStore:
         )
 
     async def close(self) -> None:
-        """Finish background work and release the table."""
+        """Finish background work and release the table (a prewarm still running is dropped:
+        it only fills a cache that goes away with the table)."""
+        if self._prewarm is not None and not self._prewarm.done():
+            self._prewarm.cancel()
         await self.wait_idle()
         self._table = None
         self.db = None

@@ -470,3 +470,65 @@ def test_default_policy_keeps_tombstones_on_shared_tables(tmp_path: Path) -> Non
         "local_primary_s3_backup": False,
     }
     assert not (tmp_path / "users").exists()
+
+
+def test_indexes_are_prewarmed_in_the_background_and_close_does_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a user's table starts loading its indexes into the cache without delaying
+    the first read; closing drops a prewarm still running instead of waiting for it; the
+    policy can turn it off."""
+    import time
+
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def slow_prewarm(self: DocTable) -> None:
+        calls.append("started")
+        await release.wait()  # never set: stands for a prewarm that takes long
+        calls.append("finished")
+
+    monkeypatch.setattr(DocTable, "prewarm", slow_prewarm)
+
+    async def scenario() -> None:
+        doc = {"id": "a", "text": "t", "vector": [0.5] * DIM}
+        svc = LanceDBStorageService(_local_config(tmp_path))
+        await svc.add_documents("u", [doc])
+        assert (await svc.get_document("u", "a")) is not None  # not held up by the prewarm
+        assert calls == ["started"]
+        start = time.perf_counter()
+        await svc.close()
+        assert time.perf_counter() - start < 5 and calls == ["started"]
+
+        calls.clear()
+        off = LanceDBStorageService(
+            _local_config(tmp_path / "off"), policy=MaintenancePolicy(prewarm_indexes=False)
+        )
+        await off.add_documents("u", [doc])
+        await off.close()
+        assert calls == []
+
+    asyncio.run(scenario())
+
+
+def test_prewarm_loads_every_index_of_a_real_table(tmp_path: Path) -> None:
+    """The real call: no error on a table with an id index and a vector index."""
+
+    async def scenario() -> None:
+        policy = MaintenancePolicy(vector_index_min_rows=256)
+        async with LanceDBStorageService(_local_config(tmp_path), policy=policy) as svc:
+            rng = np.random.default_rng(3)
+            docs = [
+                {"id": f"d{i}", "text": "t", "vector": rng.random(DIM).tolist()} for i in range(300)
+            ]
+            await svc.add_documents("u", docs)
+            report = await svc.maintain("u")
+            assert report.vector_index_built
+            await svc.wait_idle("u")
+            assert (await svc.status("u")).last_error is None
+        async with LanceDBStorageService(_local_config(tmp_path), policy=policy) as again:
+            assert len(await again.search("u", docs[0]["vector"], k=3)) == 3
+            await again.wait_idle("u")
+            assert (await again.status("u")).last_error is None
+
+    asyncio.run(scenario())
