@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING, Any
 # Lance logs one "partition N is empty, skipping" warning per empty IVF partition whenever
 # maintenance folds a few new rows into a delta index segment (hundreds per pass at 100k
 # rows), and a k-means warning when sqrt(n) partitions outnumber the data's clusters:
-# routine, and they buried the benchmark's output (which measures recall itself). Lance
-# reads this once, when it is first imported; a LANCE_LOG the user set wins.
+# routine, and they buried the benchmark's output (which measures recall itself). pylance
+# (LANCE_LOG) and LanceDB (LANCEDB_LOG, its own copy of Lance) read these once, when first
+# imported; a value the user set wins.
 os.environ.setdefault(
     "LANCE_LOG", "warn,lance::index::vector::builder=error,lance_index::vector::kmeans=error"
+)
+os.environ.setdefault(
+    "LANCEDB_LOG", "warn,lance::index::vector::builder=error,lance_index::vector::kmeans=error"
 )
 
 from lancesync_bench.config import BackendLocation, FrontendType, LanceDBSyncConfig, StorageMode
