@@ -23,8 +23,9 @@ and the service/baseline ratios are printed at the end.
 
 With no arguments: every scenario, the default profiles (loopback and same-region), on
 the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the embedded
-SeaweedFS). About 6-7 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
-under 2 minutes.
+SeaweedFS). About 5 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
+under 2 minutes. The verdict table marks samples taken while the CPU ran slow (a probe
+around each operation) and prints a reference job's spread: see the README.
 """
 
 
