@@ -351,12 +351,7 @@ def _compact_local(uri: str, policy: MaintenancePolicy) -> None:
         lance.dataset(uri).optimize.optimize_indices(
             index_names=[ix.name], num_indices_to_merge=len(ix.segments) - 1
         )
-    with warnings.catch_warnings():
-        # Lance warns that a short grace can break other processes reading older versions;
-        # each table here has one owner process, and its in-process reads are covered by
-        # the grace period (see MaintenancePolicy).
-        warnings.simplefilter("ignore", UserWarning)
-        older = policy.cleanup_older_than
-        lance.dataset(uri).cleanup_old_versions(
-            older_than=older if older is not None else timedelta(days=7)
-        )
+    older = policy.cleanup_older_than
+    lance.dataset(uri).cleanup_old_versions(
+        older_than=older if older is not None else timedelta(days=7)
+    )

@@ -83,13 +83,23 @@ def manifest_version(rel: str) -> int | None:
     Lance's newer naming stores ``u64::MAX - version`` so that names sort newest first;
     the older naming stores the version itself.
     """
+    number = _manifest_number(rel)
+    if number is None:
+        return None
+    return _U64_MAX - number if _sorts_newest_first(number) else number
+
+
+def _manifest_number(rel: str) -> int | None:
+    """The number in a ``_versions/<n>.manifest`` name, else None."""
     if not rel.startswith("_versions/") or not rel.endswith(".manifest"):
         return None
     stem = rel[len("_versions/") : -len(".manifest")]
-    if not stem.isdigit():
-        return None
-    number = int(stem)
-    return _U64_MAX - number if number > 2**63 else number
+    return int(stem) if stem.isdigit() else None
+
+
+def _sorts_newest_first(number: int) -> bool:
+    """Whether a manifest number uses Lance's newer naming (``u64::MAX - version``)."""
+    return number > 2**63
 
 
 def is_manifest(rel: str) -> bool:
@@ -293,9 +303,9 @@ class RemoteTable:
         if not first:
             return None
         rel = first[0]["Key"][len(self.table_key) + 1 :]
-        stem = rel[len("_versions/") : -len(".manifest")]
-        if manifest_version(rel) is not None and int(stem) > 2**63:
-            return manifest_version(rel)
+        number = _manifest_number(rel)
+        if number is not None and _sorts_newest_first(number):
+            return _U64_MAX - number
         return max(self.list_versions(stats), default=None)
 
     def list_files(self, stats: TransferStats) -> dict[str, FileInfo]:
