@@ -59,11 +59,18 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 async def _write_history(svc: LanceDBStorageService, n: int = 300) -> set[str]:
-    """Several commits: inserts, replacements and deletions; returns the live ids."""
+    """Several commits: inserts, replacements and deletions; returns the live ids.
+
+    Each write is flushed to a Lance version of its own (four versions).
+    """
     await svc.add_documents(USER, make_docs(n // 2, tag="v1"))
+    await svc.flush(USER)
     await svc.add_documents(USER, make_docs(n - n // 2, start=n // 2, tag="v1"))
+    await svc.flush(USER)
     await svc.add_documents(USER, make_docs(25, start=10, tag="v2"))
+    await svc.flush(USER)
     await svc.delete_documents(USER, ["d3", "d4", "d250"])
+    await svc.flush(USER)
     return {f"d{i}" for i in range(n)} - {"d3", "d4", "d250"}
 
 
