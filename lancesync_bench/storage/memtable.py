@@ -9,8 +9,6 @@ of :mod:`lancesync_bench.storage.schema`: per id, the record with the greatest
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 
@@ -18,14 +16,6 @@ __all__ = ["MemTable", "RecordKey"]
 
 RecordKey = tuple[int, str]  # (updated_at, origin): the larger wins
 _INITIAL_ROWS = 256
-
-
-@dataclass(frozen=True)
-class _Row:
-    batch: int
-    index: int
-    key: RecordKey
-    deleted: bool
 
 
 class MemTable:
@@ -38,8 +28,11 @@ class MemTable:
         self.bytes = 0
         self.inflight = 0  # writes queued for this table's log segment, not yet inserted
         self._winners: dict[str, int] = {}  # id -> row number of its winning record
-        self._rows: list[_Row] = []
+        # Per row: its key, id, tombstone flag and (batch, index in batch).
+        self._keys: list[RecordKey] = []
         self._ids: list[str] = []
+        self._deleted: list[bool] = []
+        self._where: list[tuple[int, int]] = []
         self._vectors = np.zeros((_INITIAL_ROWS, dim), dtype=np.float32)
         self._norms = np.zeros(_INITIAL_ROWS, dtype=np.float32)
         self._live = np.zeros(_INITIAL_ROWS, dtype=bool)
@@ -66,18 +59,21 @@ class MemTable:
         stamps = records.column("updated_at").to_pylist()
         origins = records.column("origin").to_pylist()
         deleted = records.column("deleted").to_pylist()
-        for i in range(n):
+        winners, keys, live = self._winners, self._keys, self._live
+        for i, doc_id in enumerate(ids):
             row = start + i
             key = (stamps[i], origins[i])
-            self._rows.append(_Row(batch, i, key, deleted[i]))
-            self._ids.append(ids[i])
-            previous = self._winners.get(ids[i])
-            if previous is None or key >= self._rows[previous].key:
+            keys.append(key)
+            previous = winners.get(doc_id)
+            if previous is None or key >= keys[previous]:
                 if previous is not None:
-                    self._live[previous] = False
-                self._winners[ids[i]] = row
-                self._live[row] = not deleted[i]
-            self.max_updated_at = max(self.max_updated_at, stamps[i])
+                    live[previous] = False
+                winners[doc_id] = row
+                live[row] = not deleted[i]
+        self._ids += ids
+        self._deleted += deleted
+        self._where += [(batch, i) for i in range(n)]
+        self.max_updated_at = max(self.max_updated_at, *stamps)
         self.rows += n
 
     def _grow(self, needed: int) -> None:
@@ -99,16 +95,15 @@ class MemTable:
         row = self._winners.get(doc_id)
         if row is None:
             return None
-        r = self._rows[row]
-        return r.key, r.deleted
+        return self._keys[row], self._deleted[row]
 
     def record(self, doc_id: str) -> dict[str, object] | None:
         """The winning record of ``doc_id`` as a row dict (tombstones included), or None."""
         row = self._winners.get(doc_id)
         if row is None:
             return None
-        r = self._rows[row]
-        rows: list[dict[str, object]] = self.batches[r.batch].slice(r.index, 1).to_pylist()
+        batch, index = self._where[row]
+        rows: list[dict[str, object]] = self.batches[batch].slice(index, 1).to_pylist()
         return rows[0]
 
     def nearest(self, query: np.ndarray, k: int) -> list[tuple[float, str]]:

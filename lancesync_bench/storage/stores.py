@@ -97,6 +97,8 @@ class LocalStore:
         self.write_lock = asyncio.Lock()
         self._appends_since_maintenance = 0
         self._maintenance: asyncio.Task[Any] | None = None
+        self._indexing: asyncio.Task[None] | None = None
+        self._index_again = False
         # One maintenance pass at a time: two concurrent optimize() calls on one table make
         # Lance reject the second commit (its index rewrite was preempted by the first).
         self.maintenance_lock = asyncio.Lock()
@@ -130,7 +132,7 @@ class LocalStore:
             # A table left with many small fragments (an older version's per-write commits,
             # a crash loop): bring it back to shape without being asked.
             self._appends_since_maintenance = self.ctx.policy.max_fragments
-            self._after_write()
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain_quietly())
 
     def start_prewarm(self) -> None:
         """Load the table's indexes into the cache in the background (see the policy).
@@ -242,12 +244,45 @@ class LocalStore:
     # -- maintenance ------------------------------------------------------------------------
 
     def _after_write(self) -> None:
+        """Count a Lance append (a tier flush, a sync pull, a direct commit); compact when due.
+
+        With a write tier, each flush is one fragment of many rows, and maintenance runs every
+        ``max_flushes`` of them; between passes, each flush's rows are added to the id index
+        at once (see :meth:`_index_flushed_rows`).
+        """
         self._appends_since_maintenance += 1
-        if self._appends_since_maintenance >= self.ctx.policy.max_fragments and (
-            self._maintenance is None or self._maintenance.done()
-        ):
+        policy = self.ctx.policy
+        due = policy.max_flushes if self.tier is not None else policy.max_fragments
+        idle = self._maintenance is None or self._maintenance.done()
+        if self._appends_since_maintenance >= due and idle:
             self._appends_since_maintenance = 0
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain_quietly())
+        elif self.tier is not None and idle:
+            self._index_flushed_rows()
+
+    def _index_flushed_rows(self) -> None:
+        """Add the rows of new fragments to the id index, in the background.
+
+        Measured at 10k rows: 20 unindexed fragments of 400 rows made a point read 9.9 ms
+        p50 (each is scanned for the id), 2.4 ms once indexed, 2.0 ms compacted; the index
+        update took 27 ms in a worker thread. One runs at a time; a flush during it asks
+        for another.
+        """
+        if self._indexing is not None and not self._indexing.done():
+            self._index_again = True
+            return
+        self._index_again = False
+
+        async def index() -> None:
+            try:
+                async with self.maintenance_lock:
+                    await self.docs.index_new_rows()
+            except Exception as exc:  # reads stay correct, only slower
+                self.last_error = f"id index update failed: {type(exc).__name__}: {exc}"
+            if self._index_again:
+                self._index_flushed_rows()
+
+        self._indexing = asyncio.get_running_loop().create_task(index())
 
     async def _maintain_quietly(self) -> None:
         try:
@@ -265,7 +300,7 @@ class LocalStore:
         """Flush the write log, then wait for background maintenance and prewarming to
         finish (benchmarks call this between phases)."""
         await self.flush()
-        tasks = {t for t in (self._prewarm, self._maintenance) if t is not None}
+        tasks = {t for t in (self._prewarm, self._maintenance, self._indexing) if t is not None}
         if tasks:
             # wait() neither raises the tasks' errors (they are recorded in last_error) nor
             # their cancellation, while a cancellation of this call still propagates.

@@ -91,6 +91,7 @@ def open_service(
         # keep_tombstones rule (shared tables keep them) is what the service itself chooses.
         policy = MaintenancePolicy(
             max_fragments=10_000,
+            max_flushes=10_000,
             keep_tombstones=mode in ("local_primary_s3_sync", "s3_primary_local_cache"),
         )
     return LanceDBStorageService(config, endpoint=ep, policy=policy, tier=tier)

@@ -243,7 +243,9 @@ def test_invalid_documents_write_nothing(mode: str, s3: S3Endpoint, tmp_path: Pa
 def test_maintenance_compacts_and_keeps_every_document(
     mode: str, s3: S3Endpoint, tmp_path: Path
 ) -> None:
-    policy = MaintenancePolicy(max_fragments=8, keep_tombstones=mode == "local_primary_s3_sync")
+    policy = MaintenancePolicy(
+        max_fragments=8, max_flushes=8, keep_tombstones=mode == "local_primary_s3_sync"
+    )
 
     async def scenario() -> None:
         docs = make_docs(20, tag="v1")
