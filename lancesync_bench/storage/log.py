@@ -174,6 +174,7 @@ class WriteLog:
         self.flushes = 0  # write (+ sync) rounds: fewer than frames when writers share one
         self.frames = 0
         self._current: Segment | None = None
+        self._last_seq = 0
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
@@ -186,32 +187,34 @@ class WriteLog:
             return []
         return sorted(p for p in self.folder.iterdir() if p.suffix == _SUFFIX)
 
-    def start(self, after: int = 0) -> Segment:
-        """Open a new segment numbered above ``after`` and above every file on disk."""
+    def start(self) -> Segment:
+        """Open a new segment numbered above every segment this log or the disk has seen."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        highest = max([after, *(int(p.stem) for p in self.existing() if p.stem.isdigit())])
+        highest = max([self._last_seq, *(int(p.stem) for p in self.existing() if p.stem.isdigit())])
         seq = highest + 1
         path = self.folder / f"{seq:012d}{_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         if self.durability == "fsync":
             _fsync_dir(self.folder)
         self._current = Segment(seq, path, fd)
+        self._last_seq = seq
         return self._current
 
     @property
     def current(self) -> Segment:
-        """The segment new writes go to."""
+        """The segment new writes go to (created by the first write after a rotation, so
+        an idle table has no empty segment file)."""
         if self._current is None:
             return self.start()
         return self._current
 
-    def rotate(self) -> Segment:
-        """Send later writes to a new segment; returns the one just closed to new writes.
+    def rotate(self) -> Segment | None:
+        """Send later writes to a new segment; returns the one just closed to new writes
+        (None when no write went to one since the last rotation).
 
         Frames already queued for the old segment are still written to it.
         """
-        old = self.current
-        self.start(after=old.seq)
+        old, self._current = self._current, None
         return old
 
     async def drain(self) -> None:

@@ -131,7 +131,6 @@ class WriteTier:
         else:
             for segment in replay.segments:
                 self.log.remove(segment)
-        self.log.start()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         if self._frozen:
             self._wake.set()
@@ -217,7 +216,8 @@ class WriteTier:
         """Commit every write acknowledged so far to Lance; returns the rows committed."""
         async with self._flush_lock:
             if self.active.rows:
-                self._frozen.append(_Frozen(self.active, [self.log.rotate()]))
+                old = self.log.rotate()
+                self._frozen.append(_Frozen(self.active, [old] if old is not None else []))
                 self.active = MemTable(self.dim)
                 self._active_since = None
             await self.log.drain()  # every frame queued before the freeze is in memory now
