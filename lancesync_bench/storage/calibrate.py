@@ -11,7 +11,10 @@ How it measures:
   neighbour nor as a hit. A query from the data's own distribution then behaves like a fresh
   query (it lands in the same partitions), without trivially finding itself, which would add
   up to 1/k of unearned recall. Perturbing the queries instead would need a noise scale the
-  data does not tell.
+  data does not tell. One bias remains: k-means was fitted on these very vectors, so they sit
+  a little better in their partitions than new ones. Measured against fresh queries (IVF_FLAT,
+  uniform unit vectors, 2k-20k rows): the mean read 0.00-0.03 high at recall 0.3-0.8 and
+  0.006 high at 0.94-0.97, where the lower bound below was within 0.002 of the fresh figure.
 * **Truth** is a numpy brute force over every record's vector, streamed batch by batch
   (memory stays at one batch). It is much cheaper than LanceDB's exact search, which scans
   the table once per query (~180 ms each at 100k rows of 384 floats). All records count,
@@ -51,8 +54,8 @@ __all__ = ["SearchParams", "calibrate"]
 
 # The search DocTable has used since the first index: a default, never a measurement.
 DEFAULT_NPROBES = 20
-# Squared distances below this share of the vectors' squared norms are float32 rounding:
-# such rows are duplicates of the query, and ties with the k-th neighbour are hits.
+# Squared distances below this share of the (centred) vectors' squared norms are float32
+# rounding: such rows are duplicates of the query, and ties with the k-th neighbour are hits.
 _RELATIVE_TOLERANCE = 1e-5
 _SCHEMA_VERSION = 1
 # A query vector with more copies than this in the table is skipped (see _exact_neighbours).
@@ -278,16 +281,23 @@ def _normalized(vectors: Matrix) -> Matrix:
 
 
 class _Truth:
-    """The true k-th neighbour distance of each query, and its duplicates in the table."""
+    """The true k-th neighbour distance of each query, and its duplicates in the table.
 
-    def __init__(self, queries: Matrix, k: int) -> None:
-        self.queries = queries
+    Distances are computed about the queries' mean (L2 does not change under a shift): the
+    float32 expansion ``|q|^2 + |x|^2 - 2 q.x`` then loses no precision to vectors far from
+    the origin, and the tolerance below stays at the scale of the distances themselves.
+    """
+
+    def __init__(self, queries: Matrix, k: int, center: Matrix | None = None) -> None:
+        self.queries = queries  # as given: these are what the index is searched with
         self.k = k
+        self.center = queries.mean(axis=0) if center is None else center
+        self._centered = queries - self.center
+        self._norms = (self._centered * self._centered).sum(axis=1)
+        self._best = np.full((queries.shape[0], k), np.inf, np.float32)
         self.kth = np.full(queries.shape[0], np.inf, np.float32)
         self.duplicates = np.zeros(queries.shape[0], np.int64)
         self.wanted = np.zeros(queries.shape[0], np.int64)
-        self._norms = (queries * queries).sum(axis=1)
-        self._best = np.full((queries.shape[0], k), np.inf, np.float32)
 
     @property
     def size(self) -> int:
@@ -295,9 +305,10 @@ class _Truth:
 
     def update(self, vectors: Matrix) -> None:
         """Fold one batch of the table's vectors in (squared L2, float32 BLAS)."""
+        vectors = vectors - self.center
         norms = (vectors * vectors).sum(axis=1)
         scale = self._norms[:, None] + norms[None, :]
-        dist = scale - 2 * (self.queries @ vectors.T)
+        dist = scale - 2 * (self._centered @ vectors.T)
         same = dist <= _RELATIVE_TOLERANCE * scale
         self.duplicates += same.sum(axis=1)
         dist[same] = np.inf
@@ -308,7 +319,7 @@ class _Truth:
         self.wanted = np.isfinite(self._best).sum(axis=1)
 
     def subset(self, keep: npt.NDArray[np.bool_]) -> _Truth:
-        part = _Truth(self.queries[keep], self.k)
+        part = _Truth(self.queries[keep], self.k, self.center)
         part.kth, part.duplicates = self.kth[keep], self.duplicates[keep]
         part.wanted = self.wanted[keep]
         return part
@@ -318,11 +329,10 @@ class _Truth:
 
     def recall(self, i: int, found: Matrix) -> float:
         """Recall of one query's results: true neighbours found (itself not counted)."""
-        q = self.queries[i].astype(np.float64)
-        vectors = found.astype(np.float64)
+        q = self._centered[i].astype(np.float64)
+        vectors = found.astype(np.float64) - self.center
         dist = ((vectors - q) ** 2).sum(axis=1)
-        scale = q @ q + (vectors * vectors).sum(axis=1)
-        tolerance = _RELATIVE_TOLERANCE * scale
+        tolerance = _RELATIVE_TOLERANCE * (q @ q + (vectors * vectors).sum(axis=1))
         hits = (dist > tolerance) & (dist <= self.kth[i] + tolerance)
         wanted = int(self.wanted[i])
         return min(int(hits.sum()), wanted) / wanted if wanted else 1.0
