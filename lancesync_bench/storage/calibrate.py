@@ -22,12 +22,12 @@ How it measures:
   them before the caller filters.
 * **A hit** is a returned vector whose true distance is within the k-th true distance (the
   ann-benchmarks rule), so ties and row ids changed by a concurrent compaction do no harm.
-* **Recall** is the one-sided 95% lower bound of the mean per-query recall, from a BCa
-  bootstrap over queries (``scipy.stats.bootstrap``). Queries are the independent unit; the
-  k results of one query are not, so a binomial bound over ``k * queries`` hits would be too
-  narrow. When every query is perfect the bootstrap has no spread and would claim 1.0; the
-  bound is then the Clopper-Pearson bound (``scipy.stats.binomtest``) on the share of
-  perfect queries, a lower bound of recall (with 100 queries: 0.970).
+* **Recall** is the one-sided 95% lower bound of the mean per-query recall, from a
+  percentile bootstrap over queries. Queries are the independent unit; the k results of one
+  query are not, so a binomial bound over ``k * queries`` hits would be too narrow. When
+  every query is perfect the bootstrap has no spread and would claim 1.0; the bound is then
+  the Clopper-Pearson bound on the share of perfect queries, a lower bound of recall (with
+  100 queries: 0.970).
 * **Candidates**, roughly cheapest first: ``nprobes`` growing 1.5x from 20 up to every
   partition; for a quantized index (PQ, SQ, RQ), each ``nprobes`` also with
   ``refine_factor`` (a flat index computes exact distances: refining cannot help it). A
@@ -60,8 +60,10 @@ _RELATIVE_TOLERANCE = 1e-5
 _SCHEMA_VERSION = 1
 # A query vector with more copies than this in the table is skipped (see _exact_neighbours).
 _MAX_DUPLICATES = 64
-# Exact search scans the whole table per query: its latency is timed on this many only.
-_EXACT_TIMED_QUERIES = 5
+# Exact settings (recall 1 by construction) have their latency timed on this many queries.
+_EXACT_TIMED_QUERIES = 10
+# Bootstrap resamples: the bound's own Monte Carlo error is then ~0.001 at 100 queries.
+_RESAMPLES = 4_000
 
 Matrix = npt.NDArray[np.float32]
 
@@ -72,7 +74,9 @@ class SearchParams:
 
     ``exact`` means LanceDB's exact search (``bypass_vector_index``), the last resort.
     ``recall`` is a lower confidence bound of recall@``k`` (see the module docstring);
-    ``recall_point`` the sample mean. Stored as JSON with :meth:`as_dict`.
+    ``recall_point`` the sample mean; both are 1 for settings exact by construction (exact
+    search, or a flat IVF index searched in every partition). Stored as JSON with
+    :meth:`as_dict`.
     """
 
     nprobes: int
@@ -82,6 +86,7 @@ class SearchParams:
     recall: float
     recall_point: float
     queries: int
+    rows: int  # vectors in the table when calibrated (recalibrate once it has grown a lot)
     index_type: str
     latency_ms: float  # median search latency over the sample queries at these settings
     calibrated_at: str  # ISO 8601, UTC
@@ -164,28 +169,31 @@ async def calibrate(
             recall=lower,
             recall_point=point,
             queries=truth.size,
+            rows=truth.rows,
             index_type=index.index_type,
             latency_ms=latency_ms,
             calibrated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
+    async def timed_exact(setting: _Setting) -> SearchParams:
+        # Recall is 1 by construction: time a few queries only (exact search scans the whole
+        # table, ~180 ms a query at 100k x 384 without an index).
+        measured = await _measure(
+            table, column, index.metric, truth.head(_EXACT_TIMED_QUERIES), setting, target=0.0
+        )
+        return chosen(setting, 1.0, 1.0, measured[1] if measured else math.nan)
+
     for setting in _candidates(index, start_nprobes, refine_factors):
+        if index.exact_at(setting.nprobes):
+            return await timed_exact(setting)
         measured = await _measure(table, column, index.metric, truth, setting, target=target)
         if measured is None:
             continue  # abandoned: it could no longer reach the target
         recalls, latency_ms = measured
-        point = float(np.mean(recalls))
-        if index.exact_at(setting.nprobes):
-            return chosen(setting, 1.0, point, latency_ms)
         lower = await asyncio.to_thread(_lower_bound, recalls, confidence, seed)
         if lower >= target:
-            return chosen(setting, lower, point, latency_ms)
-    # The last resort. Exact search scans the table per query (~180 ms at 100k x 384): time a
-    # few queries only, and skip the recall, which is 1 by construction.
-    exact = _Setting(nprobes=index.partitions, refine_factor=None, exact=True)
-    few = truth.head(_EXACT_TIMED_QUERIES)
-    measured = await _measure(table, column, index.metric, few, exact, target=0.0)
-    return chosen(exact, 1.0, 1.0, measured[1] if measured else math.nan)
+            return chosen(setting, lower, float(np.mean(recalls)), latency_ms)
+    return await timed_exact(_Setting(nprobes=index.partitions, refine_factor=None, exact=True))
 
 
 @dataclass(frozen=True)
@@ -298,6 +306,7 @@ class _Truth:
         self.kth = np.full(queries.shape[0], np.inf, np.float32)
         self.duplicates = np.zeros(queries.shape[0], np.int64)
         self.wanted = np.zeros(queries.shape[0], np.int64)
+        self.rows = 0
 
     @property
     def size(self) -> int:
@@ -305,6 +314,7 @@ class _Truth:
 
     def update(self, vectors: Matrix) -> None:
         """Fold one batch of the table's vectors in (squared L2, float32 BLAS)."""
+        self.rows += vectors.shape[0]
         vectors = vectors - self.center
         norms = (vectors * vectors).sum(axis=1)
         scale = self._norms[:, None] + norms[None, :]
@@ -321,7 +331,7 @@ class _Truth:
     def subset(self, keep: npt.NDArray[np.bool_]) -> _Truth:
         part = _Truth(self.queries[keep], self.k, self.center)
         part.kth, part.duplicates = self.kth[keep], self.duplicates[keep]
-        part.wanted = self.wanted[keep]
+        part.wanted, part.rows = self.wanted[keep], self.rows
         return part
 
     def head(self, count: int) -> _Truth:
@@ -405,28 +415,19 @@ def _limit(truth: _Truth, i: int) -> int:
 
 
 def _lower_bound(recalls: list[float], confidence: float, seed: int) -> float:
-    """A one-sided lower confidence bound of the mean per-query recall."""
-    from scipy import stats
+    """A one-sided lower confidence bound of the mean per-query recall.
 
+    Written with numpy rather than ``scipy.stats.bootstrap``/``binomtest``: importing
+    scipy.stats took 1.4-3.3 s here, in the service's process and mostly holding the GIL,
+    for a percentile bootstrap of a mean (a few lines) and a closed form. The tests check
+    both against scipy.
+    """
     sample = np.asarray(recalls, dtype=np.float64)
     if np.ptp(sample) == 0:
         # No spread for a bootstrap. Every query reached this value, so recall >= value x the
-        # share of such queries; bound the share (all n of n) with Clopper-Pearson. A two-sided
-        # interval at 2c - 1 has the one-sided bound at c as its lower end.
-        share = stats.binomtest(sample.size, sample.size).proportion_ci(
-            confidence_level=2 * confidence - 1, method="exact"
-        )
-        return float(sample[0] * share.low)
-    for method in ("BCa", "percentile"):  # BCa can fail on odd samples; percentile cannot
-        result = stats.bootstrap(
-            (sample,),
-            np.mean,
-            confidence_level=confidence,
-            alternative="greater",
-            method=method,
-            rng=np.random.default_rng(seed),
-        )
-        low = float(result.confidence_interval.low)
-        if math.isfinite(low):
-            break
-    return low
+        # share of such queries. The Clopper-Pearson lower bound of a share seen n times in n
+        # is (1 - confidence) ** (1 / n).
+        return float(sample[0] * (1 - confidence) ** (1 / sample.size))
+    rng = np.random.default_rng(seed)
+    resampled = sample[rng.integers(0, sample.size, size=(_RESAMPLES, sample.size))]
+    return float(np.quantile(resampled.mean(axis=1), 1 - confidence))

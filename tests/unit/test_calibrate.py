@@ -130,6 +130,7 @@ def test_uniform_data_gets_more_probes_and_reaches_the_target(
     assert recall >= 0.95
     assert params.index_type == "IVF_FLAT"
     assert params.queries == 100
+    assert params.rows == 10_000
 
 
 def test_clustered_data_keeps_the_cheap_default(clustered: tuple[Path, np.ndarray]) -> None:
@@ -199,6 +200,7 @@ def test_search_params_round_trip_through_json() -> None:
         recall=0.961,
         recall_point=0.978,
         queries=100,
+        rows=100_000,
         index_type="IVF_SQ",
         latency_ms=3.2,
         calibrated_at="2026-12-03T08:30:00+00:00",
@@ -307,3 +309,26 @@ def test_tombstones_are_not_queries_and_copies_are_not_hits(tmp_path: Path) -> N
     assert params.nprobes == 5
     assert params.queries == 300  # no zero vector among them (it would have 500 copies)
     assert abs(params.recall_point - recall) < 0.09
+
+
+def test_the_recall_bound_matches_scipy() -> None:
+    """The hand-written bound (see _lower_bound for why) agrees with scipy.stats."""
+    stats = pytest.importorskip("scipy.stats")
+    from lancesync_bench.storage.calibrate import _lower_bound
+
+    rng = np.random.default_rng(5)
+    recalls = rng.choice([0.7, 0.8, 0.9, 1.0], size=100, p=[0.05, 0.1, 0.25, 0.6]).tolist()
+    ours = _lower_bound(recalls, 0.95, seed=1)
+    theirs = stats.bootstrap(
+        (np.asarray(recalls),),
+        np.mean,
+        confidence_level=0.95,
+        alternative="greater",
+        method="percentile",
+        rng=np.random.default_rng(2),
+    ).confidence_interval.low
+    assert ours < float(np.mean(recalls))
+    assert ours == pytest.approx(theirs, abs=0.003)
+    # Every query perfect: Clopper-Pearson for 100 of 100 (one-sided 95% = two-sided 90%).
+    exact = stats.binomtest(100, 100).proportion_ci(confidence_level=0.90, method="exact")
+    assert _lower_bound([1.0] * 100, 0.95, seed=1) == pytest.approx(exact.low, rel=1e-9)
