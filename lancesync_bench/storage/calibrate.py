@@ -29,8 +29,9 @@ How it measures:
   the Clopper-Pearson bound on the share of perfect queries, a lower bound of recall (with
   100 queries: 0.970).
 * **Candidates**, roughly cheapest first: ``nprobes`` growing 1.5x from 20 up to every
-  partition; for a quantized index (PQ, SQ, RQ), each ``nprobes`` also with
-  ``refine_factor`` (a flat index computes exact distances: refining cannot help it). A
+  partition; a quantized index (PQ, SQ, RQ) climbs with its largest ``refine_factor``, then
+  tries smaller ones (and none) at the first ``nprobes`` that passes (a flat index computes
+  exact distances: refining cannot help it). A
   flat index searched in every partition is exact and needs no estimate. The last resort is
   LanceDB's exact search. A candidate is abandoned as soon as it can no longer reach the target.
 
@@ -50,9 +51,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SearchParams", "calibrate"]
+__all__ = ["DEFAULT_NPROBES", "SearchParams", "calibrate"]
 
-# The search DocTable has used since the first index: a default, never a measurement.
+# The setting DocTable searched with before calibration existed: a default, not a measurement.
 DEFAULT_NPROBES = 20
 # Squared distances below this share of the (centred) vectors' squared norms are float32
 # rounding: such rows are duplicates of the query, and ties with the k-th neighbour are hits.
@@ -146,7 +147,12 @@ async def calibrate(
     queries, e.g. ``"deleted = false"`` where tombstones carry placeholder vectors; the
     truth is computed over every row. 100 queries (the default) bound recall to within
     about 0.01-0.03 of the sample mean at a few seconds' cost (see the module docstring).
-    Runs the numpy work in worker threads, so the event loop stays free.
+    Runs the numpy work in worker threads, so the event loop stays free; searches run one at
+    a time. Writes may go on meanwhile; a compaction should not (the sample is taken by row
+    id). HNSW's ``ef`` is not tuned: an IVF_HNSW index gets nprobes, refine, or exact search.
+
+    Raises ValueError naming the argument when one is out of range, and when the table has
+    no IVF index on ``column`` or its distance type is neither l2 nor cosine.
     """
     _check_arguments(
         k=k,
@@ -183,16 +189,31 @@ async def calibrate(
         )
         return chosen(setting, 1.0, 1.0, measured[1] if measured else math.nan)
 
-    for setting in _candidates(index, start_nprobes, refine_factors):
-        if index.exact_at(setting.nprobes):
-            return await timed_exact(setting)
+    async def passing(setting: _Setting) -> SearchParams | None:
         measured = await _measure(table, column, index.metric, truth, setting, target=target)
         if measured is None:
-            continue  # abandoned: it could no longer reach the target
+            return None  # abandoned: it could no longer reach the target
         recalls, latency_ms = measured
         lower = await asyncio.to_thread(_lower_bound, recalls, confidence, seed)
-        if lower >= target:
-            return chosen(setting, lower, float(np.mean(recalls)), latency_ms)
+        return (
+            chosen(setting, lower, float(np.mean(recalls)), latency_ms) if lower >= target else None
+        )
+
+    # A quantized index walks the ladder with its largest refine factor (about the recall a
+    # flat index would have), then tries cheaper refinements at the first nprobes that
+    # passes: one pass per step instead of one per refine factor (10 s -> ~5 s at 100k).
+    refines = sorted(refine_factors) if index.quantized else []
+    for nprobes in _ladder(index.partitions, start_nprobes):
+        if index.exact_at(nprobes):
+            return await timed_exact(_Setting(nprobes, None))
+        found = await passing(_Setting(nprobes, refines[-1] if refines else None))
+        if found is None:
+            continue
+        for refine in [None, *refines[:-1]] if refines else []:
+            cheaper = await passing(_Setting(nprobes, refine))
+            if cheaper is not None:
+                return cheaper
+        return found
     return await timed_exact(_Setting(nprobes=index.partitions, refine_factor=None, exact=True))
 
 
@@ -374,22 +395,17 @@ async def _exact_neighbours(
     return truth.subset(keep)
 
 
-def _candidates(index: _Index, start: int, refine_factors: Sequence[int]) -> list[_Setting]:
-    """Settings to try, cheapest first: nprobes growing by half up to every partition."""
+def _ladder(partitions: int, start: int) -> list[int]:
+    """The nprobes to try, cheapest first: growing by half up to every partition."""
     ladder = []
-    nprobes = min(start, index.partitions)
-    while nprobes < index.partitions:
+    nprobes = min(start, partitions)
+    while nprobes < partitions:
         ladder.append(nprobes)
         # Steps of 1.5x rather than 2x: on uniform data recall climbs slowly (0.88 at 80 of
         # 141 partitions), and a failing step is cheap (it is abandoned early).
         nprobes = math.ceil(nprobes * 1.5)
-    ladder.append(index.partitions)
-    settings = []
-    for nprobes in ladder:
-        settings.append(_Setting(nprobes, None))
-        if index.quantized:  # a flat index computes exact distances: refining adds nothing
-            settings.extend(_Setting(nprobes, r) for r in refine_factors)
-    return settings
+    ladder.append(partitions)
+    return ladder
 
 
 async def _measure(
