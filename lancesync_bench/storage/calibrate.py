@@ -311,11 +311,11 @@ async def _sample_queries(
 
 def _as_matrix(column: Any) -> Matrix:
     """A FixedSizeList column (array or chunked) as an (n, dim) float32 matrix."""
+    dim = column.type.list_size
     chunks = getattr(column, "chunks", [column])
-    if not chunks:
-        return np.zeros((0, 0), np.float32)
-    dim = chunks[0].type.list_size
     flat = [c.flatten().to_numpy(zero_copy_only=False) for c in chunks]
+    if not flat:
+        return np.zeros((0, dim), np.float32)
     return np.concatenate(flat).astype(np.float32, copy=False).reshape(-1, dim)
 
 
@@ -436,7 +436,10 @@ async def _measure(
         start = time.perf_counter()
         result = await query.to_arrow()
         latencies.append((time.perf_counter() - start) * 1e3)
-        recalls.append(truth.recall(i, _as_matrix(result.column(column))))
+        found = _as_matrix(result.column(column))
+        if metric == "cosine":
+            found = _normalized(found)  # as the truth's vectors are
+        recalls.append(truth.recall(i, found))
         # Even if every remaining query were perfect, the mean would stay below the target.
         if (sum(recalls) + truth.size - len(recalls)) / truth.size < target:
             return None

@@ -332,3 +332,26 @@ def test_the_recall_bound_matches_scipy() -> None:
     # Every query perfect: Clopper-Pearson for 100 of 100 (one-sided 95% = two-sided 90%).
     exact = stats.binomtest(100, 100).proportion_ci(confidence_level=0.90, method="exact")
     assert _lower_bound([1.0] * 100, 0.95, seed=1) == pytest.approx(exact.low, rel=1e-9)
+
+
+def test_a_cosine_index_is_measured_on_directions(tmp_path: Path) -> None:
+    """Vectors of mixed lengths under a cosine index: clustered directions, so recall is 1."""
+    import lancedb
+    import lancedb.index
+
+    rng = np.random.default_rng(12)
+    vectors = _clustered(4_000, rng) * rng.uniform(0.2, 5.0, (4_000, 1)).astype(np.float32)
+
+    async def scenario() -> SearchParams:
+        db = await lancedb.connect_async(str(tmp_path))
+        data = pa.table(
+            {"vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)}
+        )
+        table = await db.create_table("t", data)
+        config = lancedb.index.IvfFlat(distance_type="cosine", num_partitions=63)
+        await table.create_index("vector", config=config)
+        return await calibrate(table)
+
+    params = asyncio.run(scenario())
+    assert (params.nprobes, params.refine_factor, params.exact) == (20, None, False)
+    assert params.recall_point == 1.0
