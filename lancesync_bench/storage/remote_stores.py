@@ -370,7 +370,7 @@ class SyncStore(LocalStore):
                     self.tier.observe_lance(newest)
                 self.clock.observe(newest)  # later local writes win over what just arrived
                 pulled = incoming.num_rows
-                self._after_write()
+                self._after_write(pulled)
             for origin, mark in remote_marks.items():
                 if origin != self.ctx.writer:
                     self.pulled[origin] = max(self.pulled.get(origin, -1), mark)
@@ -479,7 +479,9 @@ class S3PrimaryStore(LocalStore):
                 await self._table.create_index("id", config=lancedb.index.BTree())
         await self._init_clock(self.docs)
         if self.cache:  # without a cache the indexes are on S3: load them as reads need them
+            self.load_search_params()
             self.start_prewarm()
+            await self.calibrate_when_due()
 
     async def connection(self) -> Any:
         """The user's S3 connection (the primary)."""
@@ -533,12 +535,15 @@ class S3PrimaryStore(LocalStore):
 
     async def maintain(self) -> Any:
         """Compact through the replica so that the result is committed to S3."""
+        await self.wait_calibration()
         async with self.maintenance_lock:
             if not self.cache:
                 return await self.docs.maintain(self.ctx.policy)
-            return await self.replica.commit(
+            report = await self.replica.commit(
                 lambda d: d.maintain(self.ctx.policy), TransferStats(), may_delete=True
             )
+        await self.calibrate_when_due()
+        return report
 
     async def status(self) -> StoreStatus:
         """Cache and S3 versions, and whether reads may be stale."""

@@ -63,6 +63,9 @@ class StoreStatus:
     documents: int | None = None
     # The write log and in-memory table (local-primary modes): see WriteTier.stats().
     write_tier: dict[str, Any] | None = None
+    # Vector search parameters calibrated against exact search, with the estimated recall
+    # (a 95 % lower bound), the sample and the index: see storage.calibrate.SearchParams.
+    search: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""

@@ -25,6 +25,7 @@ from lancesync_bench.errors import DocumentError, UserIdError
 __all__ = [
     "MAX_TEXT_BYTES",
     "TABLE_NAME",
+    "check_vector",
     "records_table",
     "schema",
     "validate_user_id",
@@ -71,18 +72,17 @@ def schema(dim: int) -> pa.Schema:
     )
 
 
-def _check_vector(vector: object, where: str, dim: int) -> np.ndarray:
-    """One document's vector as float32, or a DocumentError saying what is wrong with it."""
+def check_vector(vector: object, label: str, dim: int) -> np.ndarray:
+    """``vector`` as ``dim`` finite float32 values, or a DocumentError naming ``label``
+    (``"query vector"``, ``"document 3 (id 'a'): vector"``) and what is wrong."""
     try:
         arr = np.asarray(vector, dtype=np.float32)
     except (TypeError, ValueError):
-        raise DocumentError(f"{where}: vector must be {dim} numbers") from None
+        raise DocumentError(f"{label} must be {dim} numbers (EMBEDDING_DIM)") from None
     if arr.shape != (dim,):
-        raise DocumentError(
-            f"{where}: vector has shape {arr.shape}, expected ({dim},) (EMBEDDING_DIM)"
-        )
+        raise DocumentError(f"{label} has shape {arr.shape}, expected ({dim},) (EMBEDDING_DIM)")
     if not np.isfinite(arr).all():
-        raise DocumentError(f"{where}: vector holds NaN or infinity")
+        raise DocumentError(f"{label} holds NaN or infinity")
     return arr
 
 
@@ -102,7 +102,7 @@ def _check_vectors(
     if ok:
         return matrix
     for i, (doc, c) in enumerate(zip(docs, checked, strict=True)):
-        _check_vector(doc.get("vector"), f"document {i} (id {c[0]!r})", dim)
+        check_vector(doc.get("vector"), f"document {i} (id {c[0]!r}): vector", dim)
     raise DocumentError(f"vectors must be {dim} numbers each (EMBEDDING_DIM)")  # not reached
 
 

@@ -15,7 +15,7 @@ from lancesync_bench.s3.endpoint import S3Endpoint, Timeouts
 from lancesync_bench.storage.doctable import MaintenancePolicy
 from lancesync_bench.storage.remote_stores import BackupStore, S3PrimaryStore, SyncStore
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
-from lancesync_bench.storage.schema import TABLE_NAME, validate_user_id
+from lancesync_bench.storage.schema import TABLE_NAME, check_vector, validate_user_id
 from lancesync_bench.storage.stores import LocalStore, StoreContext
 from lancesync_bench.storage.tier import TierPolicy
 from lancesync_bench.storage.transfer import RemoteTable
@@ -265,22 +265,7 @@ class LanceDBStorageService:
 
     def _query_vector(self, vector: Sequence[float]) -> Any:
         """A query vector of EMBEDDING_DIM finite numbers, or a DocumentError saying why not."""
-        import numpy as np
-
-        from lancesync_bench.errors import DocumentError
-
-        dim = self.config.embedding_dim
-        try:
-            arr = np.asarray(vector, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise DocumentError(f"query vector must be {dim} numbers (EMBEDDING_DIM)") from None
-        if arr.shape != (dim,):
-            raise DocumentError(
-                f"query vector has shape {arr.shape}, expected ({dim},) (EMBEDDING_DIM)"
-            )
-        if not np.isfinite(arr).all():
-            raise DocumentError("query vector holds NaN or infinity")
-        return arr
+        return check_vector(vector, "query vector", self.config.embedding_dim)
 
     async def delete_documents(self, user_id: str, ids: Sequence[str]) -> int:
         """Delete documents by id (kept as tombstones where sync needs them)."""

@@ -91,7 +91,7 @@ class WriteTier:
         *,
         dim: int,
         policy: TierPolicy | None = None,
-        on_flush: Callable[[], None] | None = None,
+        on_flush: Callable[[int], None] | None = None,
     ) -> None:
         self.docs = docs
         self.dim = dim
@@ -239,7 +239,7 @@ class WriteTier:
                 for segment in frozen.segments:
                     self.log.remove(segment)
                 if frozen.mem.rows and self._on_flush is not None:
-                    self._on_flush()
+                    self._on_flush(frozen.mem.rows)
             self.flushed_rows += committed
             self.last_flush_error = None
             return committed
