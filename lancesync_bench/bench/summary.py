@@ -29,7 +29,7 @@ _BASELINE_NAMES = {
 # Within this many per cent the two are reported as the same speed: a median ratio of
 # 1.02 is inside the run-to-run spread of a loopback figure on a shared machine.
 _SAME_WITHIN = 0.05
-_FAILURES_SHOWN = 10  # more would push the verdict off a terminal; results.json has all
+_FAILURES_SHOWN = 10  # lines (cell and operation); results.json has every failure
 
 
 def baseline_name(path: str) -> str:
@@ -122,15 +122,19 @@ def format_sweep(rows: Iterable[dict[str, Any]]) -> str:
 
 
 def format_failures(failed: Sequence[FailedOperation]) -> str:
-    """How many operations failed, by operation, then the first few with their errors."""
+    """How many operations failed, then one line per cell and operation with its first error.
+
+    Empty string: nothing failed.
+    """
     if not failed:
         return ""
-    counts: dict[str, int] = {}
+    groups: dict[tuple[str, str, int, str, str], list[FailedOperation]] = {}
     for f in failed:
-        counts[f.operation] = counts.get(f.operation, 0) + 1
-    by_op = ", ".join(f"{op} x{n}" for op, n in counts.items())
-    out = [f"{len(failed)} operation(s) FAILED and were not recorded as samples: {by_op}"]
-    out += [f"  {f.describe()}" for f in failed[:_FAILURES_SHOWN]]
-    if len(failed) > _FAILURES_SHOWN:
-        out.append(f"  ... and {len(failed) - _FAILURES_SHOWN} more in results.json")
+        groups.setdefault((f.scenario, f.profile, f.size, f.operation, f.path), []).append(f)
+    out = [f"{len(failed)} operation(s) FAILED and were not recorded as samples:"]
+    for (scenario, profile, size, operation, path), fs in list(groups.items())[:_FAILURES_SHOWN]:
+        where = f"{scenario}/{profile}/{size}"
+        out.append(f"  {where} {operation} ({path}) x{len(fs)}: {fs[0].error}")
+    if len(groups) > _FAILURES_SHOWN:
+        out.append(f"  ... and {len(groups) - _FAILURES_SHOWN} more in results.json")
     return "\n".join(out)

@@ -82,13 +82,13 @@ def test_an_exception_is_recorded_as_failed_and_raised_again() -> None:
 def test_failures_are_counted_and_named_in_one_block() -> None:
     rec = _recorder()
     for i in range(12):
-        rec.fail("backup_after_add_1", "S3 did not answer", phase="warm", iteration=i)
-    text = format_failures(rec.failures)
-    first = text.splitlines()[0]
-    assert first.startswith("12 operation(s) FAILED")
-    assert "backup_after_add_1 x12" in first
-    assert "sc/loopback/100 backup_after_add_1 #0" in text
-    assert "2 more in results.json" in text
+        rec.fail("backup_after_add_1", f"S3 did not answer ({i})", phase="warm", iteration=i)
+    rec.fail("restore_latest", "S3 did not answer", phase="warm", iteration=0)
+    lines = format_failures(rec.failures).splitlines()
+    assert lines[0] == "13 operation(s) FAILED and were not recorded as samples:"
+    assert lines[1] == "  sc/loopback/100 backup_after_add_1 (service) x12: S3 did not answer (0)"
+    assert lines[2] == "  sc/loopback/100 restore_latest (service) x1: S3 did not answer"
+    assert format_failures([]) == ""
 
 
 # -- outputs and inputs are checked before measuring (items 3 and 9) ----------------------
