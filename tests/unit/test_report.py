@@ -372,3 +372,96 @@ def test_run_without_samples_gets_a_page_and_no_figures(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["report.html"]
     page = _html(paths)
     assert "No figures" in page and "No verdicts" in page and "S3 server:</b> not recorded" in page
+
+
+def _sweep_run(folder: Path) -> Path:
+    """A sweep at two table sizes whose medians differ (12.8 and 21.3 ms at 1 user)."""
+    rows: list[SampleRow] = []
+    for size, median in ((1000, 12.8), (10000, 21.3)):
+        for users in (1, 2, 4):
+            key = ("web-cloud", "s3_primary_local_cache", "same-region", size)
+            op = f"sweep_point_read_u{users}"
+            rows += _rows((*key, op, "service", "warm"), [median * users**0.3] * 20, None)
+            rows += _rows((*key, "point_read", "service", "warm"), [median] * 20, 0)
+    write_run(
+        folder,
+        metadata={"profiles": PROFILES},
+        scenarios=[],
+        stats_rows=stats_rows(rows),
+        samples_rows=rows,
+        verdict_rows=[],
+    )
+    return folder
+
+
+def test_users_growth_draws_one_line_per_table_size(tmp_path: Path) -> None:
+    data = report.load_report_data(_sweep_run(tmp_path / "run"))
+    fig = report.users_growth_figure(data)
+    assert fig is not None
+    ax = fig.axes[0]
+    curves = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    styles = [line.get_linestyle() for line in ax.get_lines()]
+    solid = [y for y, style in zip(curves, styles, strict=True) if style == "-" and len(y) == 3]
+    assert sorted(round(float(y[0]), 1) for y in solid) == [12.8, 21.3]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "web-cloud / same-region / 1,000 rows" in legend
+    assert "web-cloud / same-region / 10,000 rows" in legend
+
+
+def test_size_growth_labels_more_than_the_decades(tmp_path: Path) -> None:
+    data = report.load_report_data(_sweep_run(tmp_path / "run"))
+    fig = report.size_growth_figure(data, profile="same-region")
+    assert fig is not None
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if low <= t <= high]
+    assert len(shown) >= 5  # 10, 20, 50, 100, 200 rather than 10 and 100 alone
+    assert 20 in [round(t) for t in shown]
+
+
+def test_sweep_table_prints_every_level() -> None:
+    from lancesync_bench.bench.summary import format_sweep
+
+    rows = [
+        {
+            "scenario": "web-cloud",
+            "profile": "same-region",
+            "size": size,
+            "users": users,
+            "operation": "point_read",
+            "n": 14 * users,
+            "p50_ms": 12.8 * users,
+            "p95_ms": None if users == 1 else 20.0 * users,
+            "late_share": 0.25,
+        }
+        for size in (1000, 10000)
+        for users in (1, 4)
+    ]
+    lines = format_sweep(rows).splitlines()
+    assert lines[0].split() == [
+        "scenario",
+        "profile",
+        "size",
+        "operation",
+        "users",
+        "n",
+        "p50",
+        "ms",
+        "p95",
+        "ms",
+        "late",
+    ]
+    assert len(lines) == 2 + 4
+    assert lines[2].split() == [
+        "web-cloud",
+        "same-region",
+        "1000",
+        "point_read",
+        "1",
+        "14",
+        "12.8",
+        "-",
+        "25%",
+    ]
+    assert format_sweep([]) == ""
