@@ -62,7 +62,18 @@ def env_scenario(scenarios: Sequence[Scenario], env: Mapping[str, str] | None = 
     LanceDBSyncConfig.from_env(env, validate=False)  # unparseable values: config's message
     config = LanceDBSyncConfig.from_env({**env, **_RUNNER_S3})
     mode = config.storage_mode
-    template = next((sc for sc in scenarios if sc.storage_mode is mode), None)
+    # Of the scenarios of that mode, the one standing for the same frontend and backend
+    # (desktop + local: desktop-local, not desktop-cloud), else the first.
+    same_mode = [sc for sc in scenarios if sc.storage_mode is mode]
+    wanted = (config.frontend_type.value, config.backend_location.value)
+    template = next(
+        (
+            sc
+            for sc in same_mode
+            if (sc.env.get("FRONTEND_TYPE"), sc.env.get("BACKEND_LOCATION")) == wanted
+        ),
+        same_mode[0] if same_mode else None,
+    )
     if template is None:
         have = ", ".join(sorted({sc.storage_mode.value for sc in scenarios})) or "none"
         raise ConfigError(

@@ -261,6 +261,8 @@ def run_benchmark(
     say = say or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
     scenarios = _load(opts)
+    if opts.from_env:
+        say(f"--env: {scenarios[0].description}")
     cells = _plan_cells(scenarios, opts)
     sweeps, sweep_skips = _sweeps(scenarios, opts)
     run_id = new_run_id()

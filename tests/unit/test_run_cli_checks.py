@@ -194,6 +194,14 @@ def test_run_env_measures_the_mode_the_environment_resolves_to(
     assert sc.env["BACKEND_LOCATION"] in ("cloud", "local")
 
 
+def test_run_env_borrows_the_workload_of_the_same_frontend_and_backend() -> None:
+    env = {"FRONTEND_TYPE": "desktop", "BACKEND_LOCATION": "local"}
+    sc = env_scenario(load_scenarios(SCENARIOS), env)
+    assert sc.description.endswith("workload, profiles and targets from desktop-local")
+    cloud = env_scenario(load_scenarios(SCENARIOS), {**env, "BACKEND_LOCATION": "cloud"})
+    assert cloud.description.endswith("from desktop-cloud")
+
+
 def test_run_without_env_says_the_scenario_files_are_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
