@@ -40,7 +40,7 @@ from lancesync_bench.bench.baselines import (
 from lancesync_bench.bench.probe import REFERENCE_PATH, fixed_job, settle
 from lancesync_bench.bench.recorder import CellKey, Recorder, failure_of, failure_text
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
-from lancesync_bench.errors import ConfigError, LanceSyncError
+from lancesync_bench.errors import ConfigError
 from lancesync_bench.netem import NetworkProfile, S3Proxy
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.scenarios import Profile, Scenario
@@ -169,11 +169,9 @@ async def measure_cell(
         cell = _Cell(scenario, size, ep, cell_dir, plan, scenario.workload.workload(), rec)
         try:
             await _measure(cell)
-        except LanceSyncError as exc:
-            if isinstance(exc, ConfigError):
-                raise  # the scenario or the environment is wrong: exit 2, not a failed cell
-            _cell_failed(rec, exc)
-        except Exception as exc:  # any failure ends the cell, named in results.json
+        except ConfigError:
+            raise  # the scenario or the environment is wrong: exit 2, not a failed cell
+        except Exception as exc:  # any other failure ends the cell, named in results.json
             _cell_failed(rec, exc)
         finally:
             shutil.rmtree(cell_dir, ignore_errors=True)
@@ -182,9 +180,17 @@ async def measure_cell(
 
 def _cell_failed(rec: Recorder, exc: Exception) -> None:
     """Name the exception that ended a cell; the operation that raised is recorded already."""
-    rec.extras["aborted"] = f"{type(exc).__name__}: {exc}"[:300]
-    if not rec.failures or rec.failures[-1].error != failure_text(exc):
-        rec.fail("cell", failure_text(exc))
+    text = failure_text(exc)
+    rec.extras["aborted"] = text
+    if not rec.failures or rec.failures[-1].error != text:
+        rec.fail("cell", text)
+
+
+def _setup_report(rec: Recorder, operation: str, report: Any) -> None:
+    """Record an untimed set-up call that reported failure (S3 unreachable, say)."""
+    why = failure_of(report)
+    if why is not None:
+        rec.fail(f"{operation} (set-up)", why)
 
 
 @dataclass
@@ -258,13 +264,6 @@ async def _measure(cell: _Cell) -> None:
             await _cache_calls(svc, other, cell)
     if plan.baselines:
         await _lancedb_baselines(cell, ids, queries)
-
-
-def _setup_report(rec: Recorder, operation: str, report: Any) -> None:
-    """Record an untimed set-up call that reported failure (S3 unreachable, say)."""
-    why = failure_of(report)
-    if why is not None:
-        rec.fail(f"{operation} (set-up)", why)
 
 
 def _recall(cell: _Cell, queries: np.ndarray, results: list[list[str]]) -> float:
