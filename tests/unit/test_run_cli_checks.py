@@ -107,17 +107,17 @@ def test_run_out_on_a_file_fails_at_once(
     )
 
 
-def test_run_out_is_created_when_missing(tmp_path: Path) -> None:
+def test_a_missing_out_folder_passes_and_is_not_created_yet(tmp_path: Path) -> None:
     from lancesync_bench.cli.outputs import check_output_folder
 
     check_output_folder(tmp_path / "new" / "results")
-    assert (tmp_path / "new" / "results").is_dir()
+    assert not (tmp_path / "new").exists()  # made when results are written, not before
 
 
 def test_run_out_under_a_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("")
     assert main(["run", "--out", str(tmp_path / "f" / "sub")]) == 2
-    assert "cannot write there" in capsys.readouterr().err
+    assert f"{tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_report_out_on_a_file_fails_before_reading_the_run(
