@@ -106,7 +106,11 @@ class S3Endpoint:
     behind: str | None = None
 
     def with_url(self, url: str) -> S3Endpoint:
-        """The same endpoint reached through another URL (a delaying proxy, for example)."""
+        """The same bucket, prefix and keys at another URL."""
+        return replace(self, url=url)
+
+    def via_proxy(self, url: str) -> S3Endpoint:
+        """This endpoint reached through a local proxy at ``url`` (messages name both)."""
         return replace(self, url=url, behind=self.behind or self.url)
 
     def describe(self) -> str:

@@ -256,7 +256,7 @@ def test_a_wrong_secret_names_the_users_endpoint_not_the_proxy() -> None:
         secret_access_key=Secret("not-the-right-one"),
         bucket="bench",
     )
-    via_proxy = user.with_url("http://127.0.0.1:45678").with_prefix("p")
+    via_proxy = user.via_proxy("http://127.0.0.1:45678").with_prefix("p")
     response: Any = {
         "Error": {"Code": "SignatureDoesNotMatch", "Message": "no"},
         "ResponseMetadata": {"HTTPStatusCode": 403},
@@ -271,3 +271,20 @@ def test_a_wrong_secret_names_the_users_endpoint_not_the_proxy() -> None:
         .args[0]
         .startswith("S3 endpoint http://s3.example.internal:9000 rejected")
     )
+
+
+def test_the_delay_proxy_hands_out_an_endpoint_that_names_the_server() -> None:
+    from lancesync_bench.netem import S3Proxy
+
+    user = S3Endpoint(
+        url="http://127.0.0.1:9",
+        region="us-east-1",
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key=Secret("x" * 30),
+        bucket="bench",
+    )
+    with S3Proxy("http://127.0.0.1:9") as proxy:
+        ep = proxy.endpoint_for(user)
+        assert ep.url == proxy.url
+        assert ep.describe() == f"http://127.0.0.1:9 (through the local proxy {proxy.url})"
+    assert user.with_url("http://other:1").describe() == "http://other:1"
