@@ -35,6 +35,7 @@ MODE_VARIABLES = (
     "S3_CONNECT_TIMEOUT_S",
     "S3_REQUEST_TIMEOUT_S",
     "S3_MAX_RETRIES",
+    "WRITE_DURABILITY",  # read by configurations that have a write log; ignored otherwise
 )
 # Stand-ins for the S3 settings the runner supplies, so that validation judges the mode
 # and its flags, not the absence of a bucket the benchmark does not use.
