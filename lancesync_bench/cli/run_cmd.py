@@ -126,11 +126,12 @@ def _run(args: argparse.Namespace) -> int:
         print()
     print(f"S3 server: {outcome.s3_reason}")
     print(f"results: {outcome.run_dir / 'results.json'} ({outcome.duration_s:.0f} s)")
-    print(
-        f"{outcome.failures} target(s) missed"
-        if outcome.failures
-        else "all measured targets hold (BELOW = under the S3 band: loopback or emulated network)"
-    )
+    if outcome.failures:
+        print(f"{outcome.failures} target(s) missed")
+    elif outcome.failed_operations:
+        print("the measured targets hold, but the run is incomplete: operations failed")
+    else:
+        print("all measured targets hold (BELOW = under the S3 band: loopback or emulated network)")
     if outcome.failed_operations:
         print(format_failures(outcome.failed_operations))
         return 1
