@@ -81,30 +81,31 @@ def _free_ports(count: int) -> list[int]:
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGKILL it when its parent dies.
-
-    This covers a kill -9 of the parent, which no cleanup code survives. Elsewhere than
-    Linux it does nothing (the server then outlives a killed parent, as before).
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before prctl: nothing will signal us
-        os._exit(1)
-
-
 def _parent_death_hook() -> Callable[[], None] | None:
-    """The ``preexec_fn`` tying the server's life to this process, where that is sound.
+    """The ``preexec_fn`` asking Linux to SIGKILL the server when this process dies.
 
-    Linux signals the child when the *thread* that started it ends, so the hook is used
-    only from the main thread (which ends with the process).
+    This covers a kill -9 of the parent, which no cleanup code survives. None elsewhere than
+    Linux (the server then outlives a killed parent) and off the main thread: Linux signals
+    the child when the *thread* that started it ends, and only the main thread ends with
+    the process. ``prctl`` is looked up here, in the parent: the child of a multi-threaded
+    process must not load libraries (another thread may have held the loader's lock).
     """
     if not sys.platform.startswith("linux"):
         return None
-    return _die_with_parent if threading.current_thread() is threading.main_thread() else None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nothing will signal us
+            os._exit(1)
+
+    return die_with_parent
 
 
 def _weed_version(binary: Path) -> str:
