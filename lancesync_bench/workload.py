@@ -14,6 +14,7 @@ figure needs. Distances use L2, LanceDB's default metric.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,7 +22,15 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DocumentArrays", "Workload", "doc_id", "exact_top_k", "recall_at_k"]
+__all__ = [
+    "DocumentArrays",
+    "Workload",
+    "available_memory",
+    "doc_id",
+    "exact_top_k",
+    "recall_at_k",
+    "table_memory",
+]
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -48,6 +57,33 @@ _VOCAB_TEXT = (
     "local remote cloud disk memory thread worker timer sample median tail budget"
 )
 _VOCAB = tuple(_VOCAB_TEXT.split())
+
+
+# Peak memory of a table being generated and imported, per row: its vector is held about
+# three times at once (the generated array, the Arrow table, LanceDB's write buffer), and
+# its id, text and JSON metadata cost about 1 kB as Python strings plus Arrow buffers.
+_VECTOR_COPIES = 3
+_ROW_OVERHEAD_BYTES = 1024
+
+
+def table_memory(rows: int, dim: int) -> int:
+    """Bytes of memory generating and importing a ``rows``-row table needs, roughly."""
+    return rows * (dim * 4 * _VECTOR_COPIES + _ROW_OVERHEAD_BYTES)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def doc_id(i: int) -> str:

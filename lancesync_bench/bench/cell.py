@@ -38,8 +38,9 @@ from lancesync_bench.bench.baselines import (
     time_tools,
 )
 from lancesync_bench.bench.probe import REFERENCE_PATH, fixed_job, settle
-from lancesync_bench.bench.recorder import CellKey, Recorder
+from lancesync_bench.bench.recorder import CellKey, Recorder, failure_of, failure_text
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
+from lancesync_bench.errors import ConfigError
 from lancesync_bench.netem import NetworkProfile, S3Proxy
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.scenarios import Profile, Scenario
@@ -168,9 +169,28 @@ async def measure_cell(
         cell = _Cell(scenario, size, ep, cell_dir, plan, scenario.workload.workload(), rec)
         try:
             await _measure(cell)
+        except ConfigError:
+            raise  # the scenario or the environment is wrong: exit 2, not a failed cell
+        except Exception as exc:  # any other failure ends the cell, named in results.json
+            _cell_failed(rec, exc)
         finally:
             shutil.rmtree(cell_dir, ignore_errors=True)
     return rec
+
+
+def _cell_failed(rec: Recorder, exc: Exception) -> None:
+    """Name the exception that ended a cell; the operation that raised is recorded already."""
+    text = failure_text(exc)
+    rec.extras["aborted"] = text
+    if not rec.failures or rec.failures[-1].error != text:
+        rec.fail("cell", text)
+
+
+def _setup_report(rec: Recorder, operation: str, report: Any) -> None:
+    """Record an untimed set-up call that reported failure (S3 unreachable, say)."""
+    why = failure_of(report)
+    if why is not None:
+        rec.fail(f"{operation} (set-up)", why)
 
 
 @dataclass
@@ -207,9 +227,9 @@ async def _measure(cell: _Cell) -> None:
         await svc.import_documents(USER, wl.arrow_table(0, size, metadata="json"))
         await svc.maintain(USER)
         if mode is StorageMode.LOCAL_PRIMARY_S3_SYNC:
-            await svc.sync(USER)
+            _setup_report(cell.rec, "sync", await svc.sync(USER))
         elif mode is StorageMode.LOCAL_PRIMARY_S3_BACKUP:
-            await svc.backup(USER)
+            _setup_report(cell.rec, "backup", await svc.backup(USER))
 
     ids = wl.lookup_ids(plan.repetitions + plan.warmup, size)
     queries = wl.query_vectors(plan.queries + plan.warmup)
@@ -329,8 +349,10 @@ async def _push_calls(svc: LanceDBStorageService, cell: _Cell, kind: str) -> Non
         if i < plan.tool_reps and tools:
             await svc.wait_idle(USER)  # no compaction may change the folder mid-copy
             tools = await time_tools(rec, tools, op, i)
-    rec.extras[f"{kind}_bytes_up_median"] = float(np.median([r.bytes_up for r in reports]))
-    rec.extras[f"{kind}_files_up_median"] = float(np.median([r.files_up for r in reports]))
+    reports = [r for r in reports if failure_of(r) is None]  # failures are not figures
+    if reports:
+        rec.extras[f"{kind}_bytes_up_median"] = float(np.median([r.bytes_up for r in reports]))
+        rec.extras[f"{kind}_files_up_median"] = float(np.median([r.files_up for r in reports]))
     await rec.run(f"{kind}_no_change", lambda i: push(USER), repetitions=plan.sync_reps)
 
 
@@ -345,7 +367,9 @@ async def _cache_calls(
             await writer.add_documents(USER, [docs[i]])
 
             async def miss(_: int, i: int = i) -> Any:
-                await svc.refresh(USER)
+                report = await svc.refresh(USER)
+                if failure_of(report) is not None:
+                    return report  # the recorder counts it as failed, not as a read
                 return await svc.get_document(USER, docs[i]["id"])
 
             found = await rec.run("miss_read", miss, repetitions=1, first_iteration=i)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lancesync_bench.bench.probe import Probe, shared_probe
 from lancesync_bench.netem import S3Proxy
 from lancesync_bench.results import Phase, SampleRow
 
-__all__ = ["CellKey", "Recorder"]
+__all__ = ["CellKey", "FailedOperation", "Recorder", "failure_of", "failure_text"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,52 @@ class CellKey:
     storage_mode: str
     profile: str
     size: int
+
+
+@dataclass(frozen=True)
+class FailedOperation:
+    """An operation that raised or reported failure: never a latency sample.
+
+    ``iteration`` is None for a failure outside a timed call (the cell's set-up).
+    """
+
+    scenario: str
+    storage_mode: str
+    profile: str
+    size: int
+    operation: str
+    path: str
+    phase: str
+    iteration: int | None
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (for results.json)."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line naming the operation, where it ran and why it failed."""
+        where = f"{self.scenario}/{self.profile}/{self.size}"
+        at = "" if self.iteration is None else f" #{self.iteration}"
+        return f"{where} {self.operation}{at} ({self.path}): {self.error}"
+
+
+def failure_text(exc: BaseException) -> str:
+    """An exception as one short line: its type and message."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def failure_of(result: Any) -> str | None:
+    """Why a call's result says it failed, or None when it succeeded.
+
+    Sync-like calls return a report with ``reachable=False`` or an ``error`` instead of
+    raising (:class:`~lancesync_bench.storage.reports.SyncReport`): such a call did not do
+    its work, and its duration is not a latency of that work.
+    """
+    error = getattr(result, "error", None)
+    if getattr(result, "reachable", True) is False:
+        return str(error or "S3 did not answer")
+    return str(error) if error else None
 
 
 @dataclass
@@ -35,11 +81,16 @@ class Recorder:
     With a ``probe`` (the process's shared one by default), the CPU probe runs right before
     and right after each operation, outside its timed window, and the slower of the two
     ratios is stored as the sample's ``machine_slowdown``. ``probe=None`` leaves it None.
+
+    An operation that raises, or returns a report that says it failed (:func:`failure_of`),
+    goes to ``failures`` instead of ``samples``; an exception is then raised again, since
+    the caller cannot go on with a result it does not have.
     """
 
     key: CellKey
     proxy: S3Proxy | None = None
     samples: list[SampleRow] = field(default_factory=list)
+    failures: list[FailedOperation] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     probe: Probe | None = field(default_factory=shared_probe)
 
@@ -80,8 +131,22 @@ class Recorder:
         slow_before = self.probe() if self.probe is not None else None
         before = self.proxy.snapshot() if self.proxy is not None else None
         start = time.perf_counter_ns()
-        result = await fn(arg)
+        try:
+            result = await fn(arg)
+        except Exception as exc:
+            self.fail(
+                operation,
+                failure_text(exc),
+                path=path,
+                phase=phase,
+                iteration=iteration,
+            )
+            raise
         elapsed = time.perf_counter_ns() - start
+        why = failure_of(result)
+        if why is not None:
+            self.fail(operation, why, path=path, phase=phase, iteration=iteration)
+            return result
         requests = transferred = None
         if before is not None and self.proxy is not None:
             delta = self.proxy.snapshot() - before
@@ -107,3 +172,28 @@ class Recorder:
             )
         )
         return result
+
+    def fail(
+        self,
+        operation: str,
+        error: str,
+        *,
+        path: str = "service",
+        phase: str = "setup",
+        iteration: int | None = None,
+    ) -> None:
+        """Record a failed operation of this cell (never a sample)."""
+        k = self.key
+        self.failures.append(
+            FailedOperation(
+                k.scenario,
+                k.storage_mode,
+                k.profile,
+                k.size,
+                operation,
+                path,
+                phase,
+                iteration,
+                " ".join(error.split())[:300],  # one line; an S3 error can be long
+            )
+        )

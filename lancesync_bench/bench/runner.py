@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from lancesync_bench.bench.cell import CellPlan, measure_cell
-from lancesync_bench.bench.sweep import run_sweep
+from lancesync_bench.bench.env_scenario import env_scenario
+from lancesync_bench.bench.recorder import FailedOperation, failure_text
+from lancesync_bench.bench.summary import format_baselines
+from lancesync_bench.bench.sweep import SweepError, run_sweep
 from lancesync_bench.bench.verdicts import (
     comparison_rows,
-    format_comparisons,
     format_machine_noise,
     format_verdicts,
     machine_noise,
@@ -28,6 +30,7 @@ from lancesync_bench.results import SampleRow, collect_metadata, new_run_id, wri
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.s3.select import open_s3
 from lancesync_bench.scenarios import Scenario, load_scenarios
+from lancesync_bench.workload import available_memory, table_memory
 
 __all__ = ["RunOptions", "RunOutcome", "default_scenarios_dir", "run_benchmark", "tool_cells"]
 
@@ -50,6 +53,7 @@ class RunOptions:
     scenarios_dir: Path = field(default_factory=default_scenarios_dir)
     baselines: bool = True
     sweep: bool = True  # run the scenarios' [sweep] tables (never in quick mode)
+    from_env: bool = False  # measure the mode this shell's environment resolves to (--env)
 
 
 @dataclass
@@ -59,10 +63,13 @@ class RunOutcome:
     run_dir: Path
     verdict_table: str  # ends with the run's machine-noise line
     comparison_table: str
-    failures: int
+    failures: int  # verdicts that missed their target
     s3_reason: str
     duration_s: float
     machine_noise: dict[str, Any] = field(default_factory=dict)  # see verdicts.machine_noise
+    # Operations that raised or reported failure (S3 unreachable, say): never samples.
+    failed_operations: list[FailedOperation] = field(default_factory=list)
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # the sweep's summary rows
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -80,7 +87,39 @@ def _plan_cells(scenarios: list[Scenario], opts: RunOptions) -> list[tuple[Scena
         raise ConfigError(
             "nothing to run: the chosen scenarios and --profile values select no cell"
         )
+    _check_memory(cells, quick=opts.quick)
     return cells
+
+
+def _check_memory(cells: list[tuple[Scenario, Any, int]], *, quick: bool) -> None:
+    """Refuse, before anything starts, a table size this machine's memory cannot hold."""
+    available = available_memory()
+    if available is None:
+        return
+    for sc, _, size in cells:
+        need = table_memory(size, sc.workload.dim)
+        if need > available:
+            key = "quick_sizes" if quick else "sizes"
+            raise ConfigError(
+                f"{sc.path}: workload.{key}: a {size:,}-row table of {sc.workload.dim} "
+                f"dimensions needs about {need / 2**30:.1f} GiB of memory, more than the "
+                f"{available / 2**30:.1f} GiB available; use smaller sizes"
+            )
+
+
+def _load(opts: RunOptions) -> list[Scenario]:
+    """The scenarios to run: named ones, all in the folder, or the environment's (--env)."""
+    folder = opts.scenarios_dir
+    if not folder.is_dir():
+        what = "not a folder" if folder.exists() else "no such folder"
+        raise ConfigError(f"--scenarios-dir {folder}: {what}")
+    if not any(folder.glob("*.toml")):
+        raise ConfigError(f"--scenarios-dir {folder}: no scenario files (*.toml) in it")
+    if opts.from_env:
+        if opts.scenarios:
+            raise ConfigError("--env runs the environment's configuration: drop --scenario")
+        return [env_scenario(load_scenarios(folder))]
+    return load_scenarios(folder, list(opts.scenarios) or None)
 
 
 def _sweeps(scenarios: list[Scenario], opts: RunOptions) -> tuple[list[Scenario], list[Any]]:
@@ -150,6 +189,7 @@ class _Collected:
     cells: list[dict[str, Any]] = field(default_factory=list)
     sweep: list[dict[str, Any]] = field(default_factory=list)
     sweep_duration_s: dict[str, float] = field(default_factory=dict)
+    failed: list[FailedOperation] = field(default_factory=list)
 
 
 def _measure_all(
@@ -180,6 +220,7 @@ def _measure_all(
             )
         )
         out.samples += rec.samples
+        out.failed += rec.failures
         took = round(time.perf_counter() - started, 1)
         where = {"scenario": sc.name, "profile": profile.name, "size": size}
         out.cells.append({**where, "duration_s": took, **rec.extras})
@@ -187,7 +228,25 @@ def _measure_all(
     for sc in sweeps:
         bar.set_description(f"{sc.name} concurrency sweep")
         started = time.perf_counter()
-        swept = run_sweep(sc, endpoint, workdir=workdir, run_id=run_id)
+        try:
+            swept = run_sweep(sc, endpoint, workdir=workdir, run_id=run_id)
+        except SweepError as exc:
+            profile = sc.sweep.profile if sc.sweep is not None else "-"
+            out.failed.append(
+                FailedOperation(
+                    sc.name,
+                    sc.storage_mode.value,
+                    profile,
+                    0,
+                    "sweep",
+                    "service",
+                    "warm",
+                    None,
+                    failure_text(exc),
+                )
+            )
+            bar.update(1)
+            continue
         out.sweep_duration_s[sc.name] = round(time.perf_counter() - started, 1)
         out.samples += swept.samples
         out.sweep += swept.summary
@@ -201,7 +260,9 @@ def run_benchmark(
     """Run the benchmark and write ``<out>/<run-id>/results.json`` with samples and verdicts."""
     say = say or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
-    scenarios = load_scenarios(opts.scenarios_dir, list(opts.scenarios) or None)
+    scenarios = _load(opts)
+    if opts.from_env:
+        say(f"--env: {scenarios[0].description}")
     cells = _plan_cells(scenarios, opts)
     sweeps, sweep_skips = _sweeps(scenarios, opts)
     run_id = new_run_id()
@@ -260,6 +321,7 @@ def run_benchmark(
             "sweep_duration_s": got.sweep_duration_s,
             "skipped": skipped,
             "machine_noise": noise,
+            "failed_operations": [f.as_dict() for f in got.failed],
         },
         secrets=[secret],
         run_id=run_id,
@@ -268,9 +330,11 @@ def run_benchmark(
         run_dir=json_path.parent,
         # The noise line rides with the table, so it is printed once wherever the table is.
         verdict_table=f"{format_verdicts(verdicts)}\n{format_machine_noise(noise)}",
-        comparison_table=format_comparisons(comparisons),
+        comparison_table=format_baselines(comparisons),
         failures=sum(v["status"] == "FAIL" for v in verdicts),
         s3_reason=f"{selection.kind} ({selection.reason})",
         duration_s=time.perf_counter() - started,
         machine_noise=noise,
+        failed_operations=got.failed,
+        sweep=got.sweep,
     )

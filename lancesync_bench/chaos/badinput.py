@@ -8,14 +8,17 @@ whether the watched folders and listings were unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from lancesync_bench.bench.env_scenario import MODE_VARIABLES
 from lancesync_bench.chaos.bad_documents import document_cases
 from lancesync_bench.chaos.bad_s3 import s3_cases
 from lancesync_bench.chaos.catalogue import Catalogue, shown, sync_call
@@ -86,6 +89,9 @@ _FAKE_SECRET = "scenario-file-secret-7f3a9c"  # noqa: S105 - a planted fake
 # Each bad file is a shipped scenario with exactly one fault (a line pattern and what
 # replaces it), so the error is about that fault.
 _BASE_SCENARIO = "desktop-local.toml"
+# A bad scenario file ends `run` before anything starts: about 0.6 s, most of it Python's
+# start-up. A minute means the command hangs.
+_CLI_TIMEOUT_S = 60.0
 _SCENARIO_FAULTS: Mapping[str, tuple[str, str]] = {
     "invalid TOML": (r"^\[env\]$", "[env"),
     "unknown key": (r"^name = .*$", '\\g<0>\ncolour = "blue"'),
@@ -199,24 +205,34 @@ async def _scenario_cases(ctx: SuiteContext, catalogue: Catalogue) -> None:
 async def _scenario_cli_case(
     ctx: SuiteContext, catalogue: Catalogue, *, name: str, folder: Path
 ) -> None:
-    """``lancesync-bench run`` on a folder holding the bad file: exit 2, one line, no output."""
-    from lancesync_bench.cli import main
+    """``lancesync-bench run`` on a folder holding the bad file: exit 2, one line, no output.
 
-    stderr = io.StringIO()
+    The command runs as a process, as a user runs it (and so that chaos/, which the command
+    line drives, never imports the command line).
+    """
     codes: list[int] = []
-    argv = ["run", "--scenarios-dir", str(folder), "--out", str(folder / "results")]
-    argv += ["--s3", "external", "--no-progress"]
+    stderr: list[str] = []
+    argv = [sys.executable, "-m", "lancesync_bench", "run", "--scenarios-dir", str(folder)]
+    argv += ["--out", str(folder / "results"), "--s3", "external", "--no-progress"]
 
-    async def run_cli() -> None:
-        with contextlib.redirect_stderr(stderr):
-            codes.append(main(argv))
-        raise ConfigError(stderr.getvalue().strip())  # the CLI's one line, as an error
+    def run_cli() -> None:
+        # The shell's own FRONTEND_TYPE & co. would add run's note about --env to stderr.
+        env = {k: v for k, v in os.environ.items() if k not in MODE_VARIABLES}
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=_CLI_TIMEOUT_S, check=False, env=env
+        )
+        codes.append(done.returncode)
+        stderr.append(done.stderr)
+        raise ConfigError(done.stderr.strip())  # the CLI's one line, as an error
+
+    async def in_thread() -> None:
+        await asyncio.to_thread(run_cli)
 
     record = await catalogue.case(
         category="scenario file",
         name=f"{name}: lancesync-bench run",
         shown="run --scenarios-dir <folder with the bad file> --s3 external",
-        action=run_cli,
+        action=in_thread,
         expect=ConfigError,
         watch=lambda: folder_snapshot(folder),
     )
@@ -226,7 +242,7 @@ async def _scenario_cli_case(
         and record["exit_code"] == 2
         and str(record["message"]).startswith("lancesync-bench: error:")
     )
-    ctx.texts[f"scenario cli stderr: {name}"] = stderr.getvalue()
+    ctx.texts[f"scenario cli stderr: {name}"] = "".join(stderr)
 
 
 def _failure(records: list[dict[str, Any]]) -> str:

@@ -5,14 +5,27 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from lancesync_bench.s3.endpoint import S3Endpoint
 
-if TYPE_CHECKING:
-    from lancesync_bench.chaos.security import BenchmarkRun
+__all__ = ["FULL", "QUICK", "BackgroundRun", "Scale", "SuiteContext"]
 
-__all__ = ["FULL", "QUICK", "Scale", "SuiteContext"]
+
+class BackgroundRun(Protocol):
+    """A command the suite starts early and a later section collects.
+
+    (:class:`lancesync_bench.chaos.security.BenchmarkRun` is the one there is; the context
+    names only what it needs, so context.py imports no section.)
+    """
+
+    def start(self) -> object:
+        """Launch it, if not running yet."""
+        ...
+
+    def collect(self) -> dict[str, Any]:
+        """Wait for it to end; figures about it."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +74,7 @@ class SuiteContext:
     # Texts (captured output, error messages, reprs) the secret scan reads at the end.
     texts: dict[str, str] = field(default_factory=dict)
     # `lancesync-bench run --quick`, started early by the suite for the security scan.
-    benchmark_run: BenchmarkRun | None = None
+    benchmark_run: BackgroundRun | None = None
 
     def folder(self, *parts: str) -> Path:
         """A fresh folder below the work folder."""

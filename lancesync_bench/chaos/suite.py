@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import tempfile
 import time
 import traceback
@@ -79,6 +80,7 @@ class SuiteOptions:
     s3: str = "auto"
     seed: int = 0
     only: Sequence[str] = ()
+    progress: bool = True  # one line on stderr as each section starts and ends
 
     def sections(self) -> list[str]:
         """The sections to run, in the suite's order."""
@@ -125,7 +127,12 @@ async def _run_section(ctx: SuiteContext, section: Section, run: Awaitable[None]
     section.finish()
 
 
-async def _run_all(ctx: SuiteContext, names: list[str]) -> list[Section]:
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(f"chaos: {message}", file=sys.stderr, flush=True)
+
+
+async def _run_all(ctx: SuiteContext, names: list[str], *, progress: bool) -> list[Section]:
     from lancesync_bench.chaos.kill import ForkServer, run_kill_trials
     from lancesync_bench.chaos.security import BenchmarkRun
     from lancesync_bench.chaos.summaries import summarise
@@ -138,10 +145,12 @@ async def _run_all(ctx: SuiteContext, names: list[str]) -> list[Section]:
         server = stack.enter_context(ForkServer(log)) if "kill" in names else None
         if "security" in names:
             ctx.benchmark_run = stack.enter_context(BenchmarkRun(ctx))
-        for name in names:
+        for i, name in enumerate(names, 1):
             title, run = table[name]
             section = Section(name, title)
             sections.append(section)
+            _say(progress, f"[{i}/{len(names)}] {name}: {title} ...")
+            started = time.perf_counter()
             if name in ("kill", "security") and ctx.benchmark_run is not None:
                 # Overlaps the kill trials, which mostly wait on their worker.
                 ctx.benchmark_run.start()
@@ -151,6 +160,13 @@ async def _run_all(ctx: SuiteContext, names: list[str]) -> list[Section]:
             else:
                 await _run_section(ctx, section, run(ctx, section))
             summarise(section)
+            passed = sum(c.passed for c in section.checks)
+            took = time.perf_counter() - started
+            _say(
+                progress,
+                f"[{i}/{len(names)}] {name}: {passed} of {len(section.checks)} checks passed "
+                f"({took:.0f} s)",
+            )
     return sections
 
 
@@ -185,6 +201,7 @@ def run_suite(options: SuiteOptions) -> SuiteOutcome:
         open_s3(options.s3) as selection,
         tempfile.TemporaryDirectory(prefix="lancesync-chaos-") as work,
     ):
+        _say(options.progress, f"S3: {selection.kind} ({selection.reason})")
         endpoint = selection.endpoint.with_prefix(selection.endpoint.key(f"chaos-{run_id}"))
         ctx = SuiteContext(
             endpoint=endpoint,
@@ -195,7 +212,7 @@ def run_suite(options: SuiteOptions) -> SuiteOutcome:
             secrets=[endpoint.secret_access_key.reveal()],
         )
         try:
-            sections = asyncio.run(_run_all(ctx, names))
+            sections = asyncio.run(_run_all(ctx, names, progress=options.progress))
         finally:
             if selection.kind == "external":
                 with contextlib.suppress(Exception):  # best effort: never hide the results

@@ -9,9 +9,14 @@ traceback: exit 2 for configuration and usage errors, 1 for the rest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 from lancesync_bench.errors import ConfigError, LanceSyncError, UserIdError
 
@@ -49,6 +54,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every server and folder is cleaned up."""
+
+
+def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``| head``), send further output nowhere instead of failing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """The one line and the exit code for an error the command line reports itself."""
+    if isinstance(exc, ConfigError | UserIdError):
+        return f"error: {exc}", 2
+    if isinstance(exc, LanceSyncError):
+        return f"error: {exc}", 1
+    if isinstance(exc, MemoryError):
+        return "error: out of memory; use smaller table sizes (workload.sizes)", 1
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM); cleaned up", 128 + signal.SIGTERM
+    return "interrupted", 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
@@ -57,17 +90,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    # CI runners, `timeout` and `kill` send SIGTERM: clean up as Ctrl-C does. Only the main
+    # thread may install a handler (tests call main() from others).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(func(args))
-    except (ConfigError, UserIdError) as exc:
-        print(f"lancesync-bench: error: {exc}", file=sys.stderr)
-        return 2
-    except LanceSyncError as exc:
-        print(f"lancesync-bench: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("lancesync-bench: interrupted", file=sys.stderr)
-        return 130
+        code = int(func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`config | head -1`): what it wanted was printed.
+        _quiet_stdout()
+        return 0
+    except (LanceSyncError, MemoryError, KeyboardInterrupt) as exc:
+        message, code = _failure(exc)
+        print(f"lancesync-bench: {message}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,14 +48,24 @@ def register(subparsers: Any) -> None:
         metavar="SECTION",
         help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from lancesync_bench.chaos.suite import SuiteOptions, run_suite
+    from lancesync_bench.cli.outputs import check_output_folder
 
+    check_output_folder(args.out)  # before the suite: a bad --out costs nothing
     outcome = run_suite(
-        SuiteOptions(quick=args.quick, out=args.out, s3=args.s3, seed=args.seed, only=args.only)
+        SuiteOptions(
+            quick=args.quick,
+            out=args.out,
+            s3=args.s3,
+            seed=args.seed,
+            only=args.only,
+            progress=not args.no_progress,
+        )
     )
     checks = [c for s in outcome.sections for c in s.checks]
     failed = sum(not c.passed for c in checks)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lancesync_bench.cli.outputs import check_output_folder
 from lancesync_bench.errors import ConfigError
 
 __all__ = ["register", "run"]
@@ -84,11 +85,15 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print one path per file written; return 0."""
-    from lancesync_bench.report.build import parse_formats, write_report
-    from lancesync_bench.results import ResultsError
+    from lancesync_bench.report.build import REPORT_DIR, parse_formats, write_report
+    from lancesync_bench.results import RESULTS_FILE, ResultsError
 
     formats = parse_formats(args.format)  # before any drawing: a typo costs nothing
     run_dir = _run_dir(args)
+    if args.out is not None:
+        check_output_folder(args.out)
+    elif (run_dir / RESULTS_FILE).is_file():  # not a run: load_report_data says so below
+        check_output_folder(run_dir / REPORT_DIR, "report folder")
     try:
         written = write_report(run_dir, args.out, formats=formats)
     except ResultsError as exc:  # unreadable, foreign schema or a checksum mismatch: bad input

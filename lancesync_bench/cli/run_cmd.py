@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from lancesync_bench.cli.outputs import check_output_folder
 from lancesync_bench.s3.select import KINDS
 
 __all__ = ["register"]
@@ -26,6 +28,13 @@ the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the e
 SeaweedFS). About 5 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
 under 2 minutes. The verdict table marks samples taken while the CPU ran slow (a probe
 around each operation) and prints a reference job's spread: see the README.
+
+--env measures your own configuration instead: the storage mode FRONTEND_TYPE,
+BACKEND_LOCATION and the other variables `config` reads resolve to (errors as `config`
+reports them), with the workload of the scenario file of that mode.
+
+Exit status: 0 measured, 1 some operations failed (never recorded as samples; listed at
+the end and in results.json), 2 bad arguments, scenario or configuration.
 """
 
 
@@ -69,12 +78,22 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="skip the concurrency sweep (quick mode always does)",
     )
+    p.add_argument(
+        "--env",
+        action="store_true",
+        help=(
+            "benchmark the storage mode this shell's environment resolves to (FRONTEND_TYPE, "
+            "BACKEND_LOCATION, ... as `config` shows it) instead of the scenario files"
+        ),
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lancesync_bench.bench.env_scenario import mode_variables_set
     from lancesync_bench.bench.runner import RunOptions, default_scenarios_dir, run_benchmark
+    from lancesync_bench.bench.summary import format_failures, format_sweep
 
     opts = RunOptions(
         scenarios=args.scenario,
@@ -85,19 +104,35 @@ def _run(args: argparse.Namespace) -> int:
         scenarios_dir=args.scenarios_dir or default_scenarios_dir(),
         baselines=not args.no_baselines,
         sweep=not args.no_sweep,
+        from_env=args.env,
     )
+    check_output_folder(opts.out)  # before measuring: a bad --out costs nothing
+    if not args.env and (names := mode_variables_set()):
+        print(
+            f"note: {', '.join(names)} set in the environment; the scenario files are "
+            "measured, --env would measure the environment's configuration",
+            file=sys.stderr,
+        )
     outcome = run_benchmark(opts, progress=not args.no_progress)
     print(outcome.verdict_table)
     print()
     if opts.baselines:
-        print("Service against baselines (median latency; ratio above 1: the service is slower)")
+        print("Service against baselines (median latency, service / baseline, in words)")
         print(outcome.comparison_table)
+        print()
+    if sweep := format_sweep(outcome.sweep):
+        print("Concurrency sweep (latency from each operation's intended start)")
+        print(sweep)
         print()
     print(f"S3 server: {outcome.s3_reason}")
     print(f"results: {outcome.run_dir / 'results.json'} ({outcome.duration_s:.0f} s)")
-    print(
-        f"{outcome.failures} target(s) missed"
-        if outcome.failures
-        else "all measured targets hold (BELOW = under the S3 band: loopback or emulated network)"
-    )
+    if outcome.failures:
+        print(f"{outcome.failures} target(s) missed")
+    elif outcome.failed_operations:
+        print("the measured targets hold, but the run is incomplete: operations failed")
+    else:
+        print("all measured targets hold (BELOW = under the S3 band: loopback or emulated network)")
+    if outcome.failed_operations:
+        print(format_failures(outcome.failed_operations))
+        return 1
     return 0

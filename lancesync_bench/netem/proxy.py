@@ -194,7 +194,7 @@ class S3Proxy:
 
     def endpoint_for(self, endpoint: S3Endpoint) -> S3Endpoint:
         """``endpoint`` reached through this proxy (same bucket, prefix and keys)."""
-        return endpoint.with_url(self.url)
+        return endpoint.via_proxy(self.url)
 
     def set_profile(self, profile: NetworkProfile) -> None:
         """Switch profiles now; chunks already in flight keep the delay they were given."""

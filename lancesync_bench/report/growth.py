@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["size_growth_figure", "users_growth_figure"]
 
 _PANEL_COLUMNS = 4  # four 3.4-inch panels fill a 14-inch figure and keep labels legible
+# Latency labels at 1-2-5 fit a 2.9-inch panel up to ~2.5 decades; wider spans get 1-3.
+_DENSE_DECADES = 2.5
 
 
 def _count_label(value: float, _pos: object = None) -> str:
@@ -101,6 +103,25 @@ def _facets(
     return fig, axes[: len(labels)], series
 
 
+def _readable_ms_ticks(ax: Axes) -> None:
+    """Label the latency axis at 1-2-5 steps, or 1-3 over a wide span: never decades only.
+
+    A 2.9-inch panel holds ~8 labels at 9 pt. Decades alone (1, 10, 100) leave a reader to
+    guess a line at "somewhere between 10 and 100".
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 else 3.0
+    subs = (1.0, 2.0, 5.0) if decades <= _DENSE_DECADES else (1.0, 3.0)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}" if v >= 1 else f"{v:g}"))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0) if len(subs) == 2 else ()))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_ylim(low, high)
+
+
 def _handles(series: list[str], any_p95: bool, data: ReportData) -> list[Artist]:
     from matplotlib.lines import Line2D
 
@@ -151,6 +172,7 @@ def size_growth_figure(data: ReportData, *, profile: str | None = None) -> Figur
     ):
         draw_targets(ax, data.targets(), which="y", label=False)
         any_p95 |= _draw_lines(ax, frame[frame["label"] == label], "size", series, "scenario")[1]
+        _readable_ms_ticks(ax)
     sizes = sorted(frame["size"].unique())
     note = (
         f"only one table size ({sizes[0]:,} rows) in this run (a --quick run?): "
@@ -176,14 +198,22 @@ def size_growth_figure(data: ReportData, *, profile: str | None = None) -> Figur
 def users_growth_figure(data: ReportData) -> Figure | None:
     """p50 and p95 against concurrent users (log-log) from ``sweep_*`` operations.
 
-    One panel per swept operation, one line per scenario and profile. None: the run holds
-    no sweep (see :func:`~lancesync_bench.report.data.sweep_samples` for the encoding).
+    One panel per swept operation, one line per scenario, profile and table size. None: the
+    run holds no sweep (see :func:`~lancesync_bench.report.data.sweep_samples` for the encoding).
     """
     sweep = sweep_samples(data.samples)
     sweep = sweep[sweep["path"] == "service"]
     if sweep.empty:
         return None
-    sweep = sweep.assign(series=sweep["scenario"] + " / " + sweep["profile"])
+    # One line per table size: a sweep runs each size at every user count, and pooling
+    # the sizes would draw a median neither table had.
+    sweep = sweep.assign(
+        series=sweep["scenario"]
+        + " / "
+        + sweep["profile"]
+        + " / "
+        + sweep["size"].map(lambda n: f"{int(n):,} rows")
+    )
     fig, axes, series = _facets(sweep, "users", "series", "concurrent users", base=2)
     any_p95 = False
     for ax, label in zip(
@@ -191,6 +221,7 @@ def users_growth_figure(data: ReportData) -> Figure | None:
     ):
         draw_targets(ax, data.targets(), which="y", label=False)
         any_p95 |= _draw_lines(ax, sweep[sweep["label"] == label], "users", series, "series")[1]
+        _readable_ms_ticks(ax)
     fig.suptitle(
         f"Latency vs concurrent users, service path (run {data.run_id})\n"
         # bench/sweep.py runs open loop: a late start is charged to the operation.

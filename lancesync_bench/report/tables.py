@@ -181,7 +181,10 @@ def machine_noise_text(data: ReportData) -> str:
 
 
 def baseline_ratios(data: ReportData) -> pd.DataFrame:
-    """Baseline median over service median for every operation both measured.
+    """Service median over baseline median for every operation both measured.
+
+    The direction of ``run``'s table and of results.json: above 1 the service is slower
+    (:func:`lancesync_bench.bench.summary.ratio_words` says it in words).
 
     Columns: scenario, profile, size, label, baseline (name without ``baseline:``),
     service_ms, baseline_ms, ratio. Empty when no baseline shares an operation with the
@@ -198,14 +201,14 @@ def baseline_ratios(data: ReportData) -> pd.DataFrame:
     if svc.empty or base.empty:
         return pd.DataFrame(columns=cols)
     both = base.merge(svc, on=keys, suffixes=("_b", "_s"))
-    both = both[both["latency_ms_s"] > 0]
+    both = both[(both["latency_ms_s"] > 0) & (both["latency_ms_b"] > 0)]
     return pd.DataFrame(
         {
             **{k: both[k] for k in keys},
             "baseline": both["path"].str.removeprefix(BASELINE_PREFIX),
             "service_ms": both["latency_ms_s"],
             "baseline_ms": both["latency_ms_b"],
-            "ratio": both["latency_ms_b"] / both["latency_ms_s"],
+            "ratio": both["latency_ms_s"] / both["latency_ms_b"],
         },
         columns=cols,
     ).reset_index(drop=True)

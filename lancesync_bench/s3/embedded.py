@@ -8,6 +8,7 @@ delimiter listings, which is what LanceDB and the sync engine rely on. No Docker
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -18,7 +19,8 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lancesync_bench.config import Secret
@@ -76,6 +78,36 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """The ``preexec_fn`` asking Linux to SIGKILL the server when this process dies.
+
+    This covers a kill -9 of the parent, which no cleanup code survives. None elsewhere than
+    Linux (the server then outlives a killed parent) and off the main thread: Linux signals
+    the child when the *thread* that started it ends, and only the main thread ends with
+    the process. ``prctl`` is looked up here, in the parent: the child of a multi-threaded
+    process must not load libraries (another thread may have held the loader's lock).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nothing will signal us
+            os._exit(1)
+
+    return die_with_parent
+
+
 def _weed_version(binary: Path) -> str:
     try:
         out = subprocess.run(
@@ -104,13 +136,15 @@ class EmbeddedSeaweedFS:
         log_path: Path | None = None,
     ) -> None:
         self.bucket = bucket
+        self.binary = find_weed_binary()
+        self.version = _weed_version(self.binary)
+        # The folder comes last: an interruption above (a signal during `weed version`)
+        # then leaves nothing behind that close() would not know to remove.
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="lancesync-weed-"))
         self.log_path = log_path or self.data_dir / "weed.log"
         self.access_key_id = "lsb" + secrets.token_hex(8)
         self.secret_access_key = Secret(secrets.token_urlsafe(30))
-        self.binary = find_weed_binary()
-        self.version = _weed_version(self.binary)
         self._ports: dict[str, int] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -167,6 +201,9 @@ class EmbeddedSeaweedFS:
         store.mkdir(parents=True, exist_ok=True)
         cmd = [
             str(self.binary),
+            # Log to stderr (our weed.log) only: glog's default also leaves weed.INFO files
+            # in the system temporary folder, one set per start, never removed.
+            "-logtostderr",
             "mini",
             f"-dir={store}",
             "-ip=127.0.0.1",
@@ -196,6 +233,7 @@ class EmbeddedSeaweedFS:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server
+                preexec_fn=_parent_death_hook(),  # noqa: PLW1509 - prctl only, no locks taken
             )
         finally:
             log.close()

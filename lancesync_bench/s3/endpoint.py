@@ -101,10 +101,23 @@ class S3Endpoint:
     prefix: str = ""
     provider: str = "external"
     provider_version: str | None = None
+    # The URL the server itself answers on when ``url`` is a proxy in front of it: errors
+    # name the endpoint a user configured, not a local port they never chose.
+    behind: str | None = None
 
     def with_url(self, url: str) -> S3Endpoint:
-        """The same endpoint reached through another URL (a delaying proxy, for example)."""
+        """The same bucket, prefix and keys at another URL."""
         return replace(self, url=url)
+
+    def via_proxy(self, url: str) -> S3Endpoint:
+        """This endpoint reached through a local proxy at ``url`` (messages name both)."""
+        return replace(self, url=url, behind=self.behind or self.url)
+
+    def describe(self) -> str:
+        """Where requests go, for messages: the server's URL, and the proxy's if one is used."""
+        if self.behind is not None and self.behind != self.url:
+            return f"{self.behind} (through the local proxy {self.url})"
+        return self.url or "AWS S3"
 
     def with_prefix(self, prefix: str) -> S3Endpoint:
         """The same endpoint with another key prefix inside the bucket."""

@@ -45,7 +45,7 @@ class ProbeResult:
 
 
 def _where(endpoint: S3Endpoint) -> str:
-    return endpoint.url or "AWS S3"
+    return endpoint.describe()
 
 
 def _mask(text: str, endpoint: S3Endpoint) -> str:

@@ -34,8 +34,8 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # Per cell. The slowest cell (notebook 03's outage scenario) takes ~10 s on two cores; the
 # margin is for loaded CI machines, not for a hang, which this still catches.
 CELL_TIMEOUT_S = 300
-# Notebooks of this project that draw figures and must show them as images.
-WITH_FIGURES = {"01_configuration_matrix.ipynb", "03_sync_and_recovery.ipynb"}
+# Every notebook draws figures and must show them as images when executed headless.
+WITH_FIGURES = {path.name for path in NOTEBOOKS}
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def _outputs(nb: Any) -> list[Any]:
 
 def test_notebooks_exist() -> None:
     names = {path.name for path in NOTEBOOKS}
-    assert names >= WITH_FIGURES
+    assert {"01_configuration_matrix.ipynb", "02_latency_vs_targets.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -100,8 +100,13 @@ def test_notebook_runs_headless(path: Path, kernel_env: None) -> None:
     # The endpoint's secret is a Secret object; no environment dict with keys is shown.
     assert "AWS_SECRET_ACCESS_KEY" not in text
     assert "aws_secret_access_key" not in text
-    if path.name in WITH_FIGURES:
-        assert any("image/png" in out.get("data", {}) for out in outputs)
+    assert path.name in WITH_FIGURES
+    assert any("image/png" in out.get("data", {}) for out in outputs), f"{path.name}: no image"
+    # A figure shown as its repr (no inline backend in the kernel) is a figure not shown.
+    as_text = [
+        out for out in outputs if "<Figure size" in out.get("data", {}).get("text/plain", "")
+    ]
+    assert [out for out in as_text if "image/png" not in out.get("data", {})] == []
 
 
 def _refuses(url: str) -> bool:

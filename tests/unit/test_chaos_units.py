@@ -493,3 +493,39 @@ def test_chaos_command_parses_its_options_and_rejects_unknown_sections(
         main(["chaos", "--only", "nope"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_suite_says_which_section_runs_and_how_it_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`chaos` printed nothing for ~40 s; now one line as each section starts and ends."""
+    from lancesync_bench.chaos import suite
+    from lancesync_bench.chaos.context import QUICK, SuiteContext
+    from lancesync_bench.config import Secret
+    from lancesync_bench.s3.endpoint import S3Endpoint
+
+    async def passes(ctx: SuiteContext, section: Section) -> None:
+        section.check("holds", True, "")
+        section.check("also holds", True, "")
+
+    async def fails(ctx: SuiteContext, section: Section) -> None:
+        section.check("holds", False, "broken")
+
+    table = {"integrity": ("Corrupted objects", passes), "flaky": ("Flaky S3", fails)}
+    monkeypatch.setattr(suite, "_sections", lambda: table)
+    endpoint = S3Endpoint(
+        url="http://127.0.0.1:9",
+        region="us-east-1",
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key=Secret("x" * 30),
+        bucket="bench",
+    )
+    ctx = SuiteContext(endpoint=endpoint, workdir=tmp_path, quick=True, seed=0, scale=QUICK)
+    asyncio.run(suite._run_all(ctx, ["integrity", "flaky"], progress=True))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "chaos: [1/2] integrity: Corrupted objects ..."
+    assert lines[1].startswith("chaos: [1/2] integrity: 2 of 2 checks passed (")
+    assert lines[2] == "chaos: [2/2] flaky: Flaky S3 ..."
+    assert lines[3].startswith("chaos: [2/2] flaky: 0 of 1 checks passed (")
+    asyncio.run(suite._run_all(ctx, ["integrity"], progress=False))
+    assert capsys.readouterr().err == ""

@@ -223,13 +223,79 @@ def test_missing_baselines_and_sweep_skip_their_figures_and_stale_files(
     assert "slow write note" in page and "https://" not in page and PLANTED not in page
 
 
-def test_baseline_ratio_is_baseline_median_over_service_median(
+def test_baseline_ratio_is_service_median_over_baseline_median_as_in_run(
     full: tuple[Path, list[Path], str],
 ) -> None:
-    ratios = report.baseline_ratios(report.load_report_data(full[0]))
+    data = report.load_report_data(full[0])
+    ratios = report.baseline_ratios(data)
     assert set(ratios["baseline"]) == {"aws-s3-sync"}
     assert len(ratios) == 4  # 2 profiles x 2 sizes of backup_after_add_1
-    assert np.allclose(ratios["ratio"], 5.0)
+    assert np.allclose(ratios["ratio"], 0.2)  # the baseline takes five times as long
+    # The figure says it in the same words as the terminal: the service is 5x faster.
+    fig = report.baseline_figure(data)
+    assert fig is not None
+    texts = {t.get_text().strip() for ax in fig.axes for t in ax.texts}
+    assert "5x faster" in texts
+    assert "service slower \u2192" in texts
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["aws s3 sync"]
+
+
+def test_ratios_are_said_in_words_one_direction_everywhere() -> None:
+    from lancesync_bench.bench.summary import format_baselines, ratio_words
+    from lancesync_bench.report.baselines import ratio_label
+
+    assert (
+        ratio_words(2.2, "baseline:lancedb-local") == "2.2x slower than plain LanceDB on local disk"
+    )
+    assert ratio_words(1 / 1.3, "baseline:rclone-sync") == "1.3x faster than rclone sync"
+    assert ratio_words(1.02, "baseline:lancedb-s3") == "as fast as plain LanceDB on S3"
+    assert ratio_words(None, "baseline:x") == "no ratio against x"
+    assert (ratio_label(2.2), ratio_label(1 / 1.3), ratio_label(1.0)) == (
+        "2.2x slower",
+        "1.3x faster",
+        "same",
+    )
+    row = {
+        "scenario": "web-cloud",
+        "profile": "loopback",
+        "size": 1000,
+        "operation": "point_read",
+        "baseline": "baseline:lancedb-local",
+        "service_p50_ms": 1.1,
+        "baseline_p50_ms": 0.5,
+        "median_ratio": 2.2,
+    }
+    table = format_baselines([row])
+    assert table.splitlines()[0].split()[-2:] == ["service", "is"]
+    assert table.splitlines()[-1].endswith("2.2x slower than plain LanceDB on local disk")
+
+
+def test_baselines_figure_stays_compact_with_many_rows(tmp_path: Path) -> None:
+    """A full run's ~40 rows: no more than ~0.6 in per row, ticks that do not collide."""
+    rows: list[SampleRow] = []
+    for sc in ("desktop-cloud", "desktop-local", "web-cloud", "web-local"):
+        for op in ("point_read", "vector_search", "add_1", "add_batch"):
+            for size in (1000, 10000, 100000):
+                key = (sc, "local_primary_s3_backup", "loopback", size, op)
+                rows += _rows((*key, "service", "warm"), [1.0] * 20, 0)
+                rows += _rows((*key, "baseline:lancedb-local", "warm"), [0.02] * 20, 0)
+                rows += _rows((*key, "baseline:lancedb-s3", "warm"), [40.0] * 20, 0)
+    write_run(
+        tmp_path / "run",
+        metadata={"profiles": PROFILES[:1]},
+        scenarios=[],
+        stats_rows=stats_rows(rows),
+        samples_rows=rows,
+        verdict_rows=[],
+    )
+    fig = report.baseline_figure(report.load_report_data(tmp_path / "run"))
+    assert fig is not None
+    _, height = fig.get_size_inches()
+    assert height <= 48 * 0.6 + 2.5
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert len(ticks) <= 8  # 5 decades: one label each, not three
 
 
 def test_stats_table_carries_percentiles_and_request_medians(
@@ -306,3 +372,96 @@ def test_run_without_samples_gets_a_page_and_no_figures(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["report.html"]
     page = _html(paths)
     assert "No figures" in page and "No verdicts" in page and "S3 server:</b> not recorded" in page
+
+
+def _sweep_run(folder: Path) -> Path:
+    """A sweep at two table sizes whose medians differ (12.8 and 21.3 ms at 1 user)."""
+    rows: list[SampleRow] = []
+    for size, median in ((1000, 12.8), (10000, 21.3)):
+        for users in (1, 2, 4):
+            key = ("web-cloud", "s3_primary_local_cache", "same-region", size)
+            op = f"sweep_point_read_u{users}"
+            rows += _rows((*key, op, "service", "warm"), [median * users**0.3] * 20, None)
+            rows += _rows((*key, "point_read", "service", "warm"), [median] * 20, 0)
+    write_run(
+        folder,
+        metadata={"profiles": PROFILES},
+        scenarios=[],
+        stats_rows=stats_rows(rows),
+        samples_rows=rows,
+        verdict_rows=[],
+    )
+    return folder
+
+
+def test_users_growth_draws_one_line_per_table_size(tmp_path: Path) -> None:
+    data = report.load_report_data(_sweep_run(tmp_path / "run"))
+    fig = report.users_growth_figure(data)
+    assert fig is not None
+    ax = fig.axes[0]
+    curves = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    styles = [line.get_linestyle() for line in ax.get_lines()]
+    solid = [y for y, style in zip(curves, styles, strict=True) if style == "-" and len(y) == 3]
+    assert sorted(round(float(y[0]), 1) for y in solid) == [12.8, 21.3]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "web-cloud / same-region / 1,000 rows" in legend
+    assert "web-cloud / same-region / 10,000 rows" in legend
+
+
+def test_size_growth_labels_more_than_the_decades(tmp_path: Path) -> None:
+    data = report.load_report_data(_sweep_run(tmp_path / "run"))
+    fig = report.size_growth_figure(data, profile="same-region")
+    assert fig is not None
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if low <= t <= high]
+    assert len(shown) >= 5  # 10, 20, 50, 100, 200 rather than 10 and 100 alone
+    assert 20 in [round(t) for t in shown]
+
+
+def test_sweep_table_prints_every_level() -> None:
+    from lancesync_bench.bench.summary import format_sweep
+
+    rows = [
+        {
+            "scenario": "web-cloud",
+            "profile": "same-region",
+            "size": size,
+            "users": users,
+            "operation": "point_read",
+            "n": 14 * users,
+            "p50_ms": 12.8 * users,
+            "p95_ms": None if users == 1 else 20.0 * users,
+            "late_share": 0.25,
+        }
+        for size in (1000, 10000)
+        for users in (1, 4)
+    ]
+    lines = format_sweep(rows).splitlines()
+    assert lines[0].split() == [
+        "scenario",
+        "profile",
+        "size",
+        "operation",
+        "users",
+        "n",
+        "p50",
+        "ms",
+        "p95",
+        "ms",
+        "late",
+    ]
+    assert len(lines) == 2 + 4
+    assert lines[2].split() == [
+        "web-cloud",
+        "same-region",
+        "1000",
+        "point_read",
+        "1",
+        "14",
+        "12.8",
+        "-",
+        "25%",
+    ]
+    assert format_sweep([]) == ""

@@ -1,0 +1,140 @@
+"""Plain-text tables ``run`` prints after the verdict: baselines, sweep, failed operations.
+
+Ratios are always service / baseline and are said in words ("2.2x slower than plain
+LanceDB on local disk"), the same direction and wording as the report's baselines figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lancesync_bench.bench.recorder import FailedOperation
+
+__all__ = [
+    "baseline_name",
+    "format_baselines",
+    "format_failures",
+    "format_sweep",
+    "ratio_words",
+]
+
+# What each baseline is, in a sentence's words; an unknown one keeps its path name.
+_BASELINE_NAMES = {
+    "lancedb-local": "plain LanceDB on local disk",
+    "lancedb-s3": "plain LanceDB on S3",
+    "aws-s3-sync": "aws s3 sync",
+    "rclone-sync": "rclone sync",
+}
+# Within this many per cent the two are reported as the same speed: a median ratio of
+# 1.02 is inside the run-to-run spread of a loopback figure on a shared machine.
+_SAME_WITHIN = 0.05
+_FAILURES_SHOWN = 10  # lines (cell and operation); results.json has every failure
+
+
+def baseline_name(path: str) -> str:
+    """A baseline's readable name from its path (``baseline:lancedb-local``) or short name."""
+    short = path.removeprefix("baseline:")
+    return _BASELINE_NAMES.get(short, short)
+
+
+def ratio_words(ratio: float | None, baseline: str) -> str:
+    """``service / baseline`` in words: "2.2x slower than plain LanceDB on local disk"."""
+    name = baseline_name(baseline)
+    if ratio is None or ratio <= 0:
+        return f"no ratio against {name}"
+    if abs(ratio - 1.0) <= _SAME_WITHIN:
+        return f"as fast as {name}"
+    if ratio > 1.0:
+        return f"{ratio:.2g}x slower than {name}"
+    return f"{1.0 / ratio:.2g}x faster than {name}"
+
+
+def _columns(lines: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, the first line a header underlined with dashes."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_baselines(rows: Iterable[dict[str, Any]]) -> str:
+    """Service median, baseline median, and the service in words against the baseline.
+
+    ``rows`` are :func:`lancesync_bench.bench.verdicts.comparison_rows` (``median_ratio``
+    is service / baseline).
+    """
+    lines: list[tuple[str, ...]] = [
+        ("scenario", "profile", "size", "operation", "service p50", "baseline p50", "service is")
+    ]
+    for r in sorted(
+        rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"], r["baseline"])
+    ):
+        lines.append(
+            (
+                r["scenario"],
+                r["profile"],
+                str(r["size"]),
+                r["operation"],
+                f"{r['service_p50_ms']:.2f} ms",
+                f"{r['baseline_p50_ms']:.2f} ms",
+                ratio_words(r["median_ratio"], r["baseline"]),
+            )
+        )
+    if len(lines) == 1:
+        return "(no baseline measured an operation of the service)"
+    return _columns(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_sweep(rows: Iterable[dict[str, Any]]) -> str:
+    """The concurrency sweep: one line per scenario, profile, size, operation and users.
+
+    ``rows`` are the sweep's summary rows (bench/sweep.py); p95 is "-" where n cannot
+    support it. Empty string: no sweep ran.
+    """
+    lines: list[tuple[str, ...]] = [
+        ("scenario", "profile", "size", "operation", "users", "n", "p50 ms", "p95 ms", "late")
+    ]
+    for r in sorted(
+        rows,
+        key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"], r["users"]),
+    ):
+        lines.append(
+            (
+                r["scenario"],
+                r["profile"],
+                str(r["size"]),
+                r["operation"],
+                str(r["users"]),
+                str(r["n"]),
+                _ms(r.get("p50_ms")),
+                _ms(r.get("p95_ms")),
+                f"{100 * float(r.get('late_share') or 0):.0f}%",
+            )
+        )
+    return "" if len(lines) == 1 else _columns(lines)
+
+
+def format_failures(failed: Sequence[FailedOperation]) -> str:
+    """How many operations failed, then one line per cell and operation with its first error.
+
+    Empty string: nothing failed.
+    """
+    if not failed:
+        return ""
+    groups: dict[tuple[str, str, int, str, str], list[FailedOperation]] = {}
+    for f in failed:
+        groups.setdefault((f.scenario, f.profile, f.size, f.operation, f.path), []).append(f)
+    out = [f"{len(failed)} operation(s) FAILED and were not recorded as samples:"]
+    for (scenario, profile, size, operation, path), fs in list(groups.items())[:_FAILURES_SHOWN]:
+        where = f"{scenario}/{profile}/{size}"
+        out.append(f"  {where} {operation} ({path}) x{len(fs)}: {fs[0].error}")
+    if len(groups) > _FAILURES_SHOWN:
+        out.append(f"  ... and {len(groups) - _FAILURES_SHOWN} more in results.json")
+    return "\n".join(out)
