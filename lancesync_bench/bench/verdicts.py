@@ -132,7 +132,8 @@ def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scena
         names.append("s3_write" if s3_primary else "local_write")
     elif operation == "point_read":
         names += ["local_read", "local_point_read"]
-    elif operation == "vector_search":
+    elif operation == "vector_search" or operation.startswith("vector_search_"):
+        # vector_search_<data>: the same search on a [recall] hard set, judged alike.
         names.append("local_read")
         if size == scenario.targets.vector_top10_size:
             names.append("vector_top10")

@@ -8,7 +8,7 @@ from typing import Any
 
 from lancesync_bench.s3.select import KINDS
 
-__all__ = ["register"]
+__all__ = ["exit_code", "register"]
 
 _DESCRIPTION = """\
 Measure read and write latency of every scenario's storage mode, through the real storage
@@ -24,8 +24,12 @@ and the service/baseline ratios are printed at the end.
 With no arguments: every scenario, the default profiles (loopback and same-region), on
 the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the embedded
 SeaweedFS). About 5 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
-under 2 minutes. The verdict table marks samples taken while the CPU ran slow (a probe
-around each operation) and prints a reference job's spread: see the README.
+under 2 minutes. The verdict leads with one line per storage mode, then the table: each
+judged percentile with its 95% interval (PASS/FAIL only when the whole interval is on one
+side of the target, else UNSURE), recall@10 beside every vector search, where each target
+came from (default or a scenario's [targets]), samples taken while the CPU ran slow, and a
+reference job's spread: see the README. Exit status: 0, or 1 with --fail-on-miss when a
+judged target is FAIL; 2 for bad input.
 """
 
 
@@ -70,6 +74,11 @@ def register(subparsers: Any) -> None:
         help="skip the concurrency sweep (quick mode always does)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--fail-on-miss",
+        action="store_true",
+        help="exit 1 when any judged target is FAIL (UNSURE does not fail; 2: bad input)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -98,6 +107,12 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{outcome.failures} target(s) missed"
         if outcome.failures
-        else "all measured targets hold (BELOW = under the S3 band: loopback or emulated network)"
+        else "no judged target missed (BELOW = under the S3 band: loopback or emulated network;"
+        " UNSURE = the interval straddles the target or n is too small)"
     )
-    return 0
+    return exit_code(outcome.failures, fail_on_miss=args.fail_on_miss)
+
+
+def exit_code(failures: int, *, fail_on_miss: bool) -> int:
+    """1 when ``--fail-on-miss`` and a judged target is FAIL, else 0 (UNSURE never fails)."""
+    return 1 if fail_on_miss and failures else 0
