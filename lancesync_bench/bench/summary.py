@@ -80,7 +80,7 @@ def mode_summaries(rows: Iterable[VerdictRow]) -> dict[str, str]:
         if worst is None:
             out[mode] = f"{mode}: nothing judged ({len(members)} rows, none PASS/FAIL/UNSURE)"
             continue
-        source = worst.get("target_source", "default")
+        source = worst.get("target_source") or "default"
         source = source if source == "default" else Path(source).name
         scenarios = ", ".join(sorted({r["scenario"] for r in members}))
         out[mode] = (

@@ -286,7 +286,7 @@ def _interval_text(r: VerdictRow) -> str:
 
 
 def _source_text(r: VerdictRow) -> str:
-    source = r.get("target_source", "default")
+    source = r.get("target_source") or "default"
     return source if source == "default" else Path(source).name
 
 
