@@ -85,6 +85,12 @@ class WorkloadSpec:
     queries: int = 100  # recall@10 over 100 queries moves in steps of 0.001
     n_clusters: int = 32  # see Workload
     data: Dataset = "clustered"  # the embeddings' shape (see Workload)
+    # Cheap operations (median < 10 ms) in the first default profile's cells repeat until
+    # cheap_samples or their time budget: tail_budget_s for those judged at p99, else
+    # cheap_budget_s (see CellPlan.for_scenario). 0 samples: `repetitions` only.
+    cheap_samples: int = 1000
+    cheap_budget_s: float = 1.5
+    tail_budget_s: float = 4.0
 
     def workload(self, data: Dataset | None = None) -> Workload:
         """The seeded document generator these settings describe (``data`` overrides)."""
@@ -266,6 +272,9 @@ _WORKLOAD: dict[str, tuple[Check, Any]] = {
     "seed": ((lambda v: _is_int(v, 0), "an integer from 0 to 2**63-1"), _REQUIRED),
     "warmup": ((lambda v: _is_int(v, 0), "an integer >= 0"), WorkloadSpec.warmup),
     "data": ((lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"), "clustered"),
+    "cheap_samples": ((lambda v: _is_int(v, 0), "an integer >= 0"), WorkloadSpec.cheap_samples),
+    "cheap_budget_s": ((_is_number, "a number of seconds >= 0"), WorkloadSpec.cheap_budget_s),
+    "tail_budget_s": ((_is_number, "a number of seconds >= 0"), WorkloadSpec.tail_budget_s),
 } | {k: (_POS, getattr(WorkloadSpec, k)) for k in _POSITIVE}
 _PROFILE: dict[str, tuple[Check, Any]] = {
     "rtt_ms": (_MS, _REQUIRED),

@@ -160,11 +160,13 @@ class CellPlan:
             # vector top-10 3-8 ms, one-document write 1-5 ms, each + 0.3 ms of probes):
             # 1.5 s buys ~300-700 samples of a p95-judged operation; 4 s buys the 368 a
             # p99 interval needs even for a 100k-row vector search, and 1,000 point reads.
-            # About +35 s over the 8 first-profile cells of the default run. Quick mode:
-            # 400 samples (a p99 interval) within 1 s, for a smoke run of ~1 minute.
-            plan.cheap_n = 400 if quick else 1000
-            plan.cheap_budget_s = 1.0 if quick else 1.5
-            plan.tail_budget_s = 1.0 if quick else 4.0
+            # About +35 s over the 8 first-profile cells of the default run (estimated). The
+            # scenario's [workload] sets them; quick mode caps them at 400 samples (a p99
+            # interval) within 1 s, for a smoke run of ~1 minute.
+            w = scenario.workload
+            plan.cheap_n = min(400, w.cheap_samples) if quick else w.cheap_samples
+            plan.cheap_budget_s = min(1.0, w.cheap_budget_s) if quick else w.cheap_budget_s
+            plan.tail_budget_s = min(1.0, w.tail_budget_s) if quick else w.tail_budget_s
             if size is not None and size in scenario.recall_sizes(quick=quick):
                 plan.hard_sets = scenario.recall.datasets if scenario.recall else ()
                 plan.search_sweep = scenario.recall

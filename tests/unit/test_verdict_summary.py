@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -116,20 +116,21 @@ def test_overridden_targets_are_judged_and_named_with_their_file(tmp_path: Path)
 
 
 def _row(mode: str, status: str, figure: float, criterion: str, **extra: Any) -> VerdictRow:
-    return VerdictRow(  # type: ignore[typeddict-item]
-        scenario="s",
-        storage_mode=mode,
-        profile="loopback",
-        size=1000,
-        operation=extra.pop("operation", "point_read"),
-        path="service",
-        target=extra.pop("target", "local_read"),
-        criterion=criterion,
-        status=status,  # type: ignore[typeddict-item]
-        value_ms=figure,
-        note="",
+    row: dict[str, Any] = {
+        "scenario": "s",
+        "storage_mode": mode,
+        "profile": "loopback",
+        "size": 1000,
+        "operation": extra.pop("operation", "point_read"),
+        "path": "service",
+        "target": extra.pop("target", "local_read"),
+        "criterion": criterion,
+        "status": status,
+        "value_ms": figure,
+        "note": "",
         **extra,
-    )
+    }
+    return cast(VerdictRow, row)
 
 
 def test_summary_leads_with_one_answer_per_mode() -> None:
