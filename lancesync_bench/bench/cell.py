@@ -43,10 +43,10 @@ from lancesync_bench.bench.probe import REFERENCE_PATH, fixed_job, settle
 from lancesync_bench.bench.recorder import CellKey, Recorder
 from lancesync_bench.bench.search_sweep import sweep_search
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
+from lancesync_bench.intervals import mean_interval
 from lancesync_bench.netem import NetworkProfile, S3Proxy
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.scenarios import Profile, RecallSpec, Scenario
-from lancesync_bench.stats import mean_interval
 from lancesync_bench.storage.schema import TABLE_NAME
 from lancesync_bench.storage.service import LanceDBStorageService
 from lancesync_bench.workload import Dataset, Workload, doc_id, exact_top_k, recall_per_query

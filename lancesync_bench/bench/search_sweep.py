@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lancesync_bench.bench.probe import settle
-from lancesync_bench.stats import mean_interval
+from lancesync_bench.intervals import mean_interval
 from lancesync_bench.workload import Workload, recall_per_query
 
 __all__ = ["index_partitions", "sweep_search"]

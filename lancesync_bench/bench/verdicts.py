@@ -11,18 +11,20 @@ import numpy as np
 
 from lancesync_bench.bench.probe import REFERENCE_PATH
 from lancesync_bench.config import StorageMode
-from lancesync_bench.results import SampleRow, StatsRow, VerdictRow
-from lancesync_bench.scenarios import Scenario
-from lancesync_bench.stats import (
+from lancesync_bench.intervals import (
     CONFIDENCE,
-    SLOWED,
     Interval,
-    Summary,
-    compare,
     interval_min_samples,
     judge_interval,
     judge_recall,
     percentile_interval,
+)
+from lancesync_bench.results import SampleRow, StatsRow, VerdictRow
+from lancesync_bench.scenarios import Scenario
+from lancesync_bench.stats import (
+    SLOWED,
+    Summary,
+    compare,
     steady,
     steady_status,
     summarize,

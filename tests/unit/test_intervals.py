@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 from scipy.stats import quantile_test
 
-from lancesync_bench.stats import (
+from lancesync_bench.intervals import (
     Interval,
-    Summary,
-    Target,
-    Targets,
     interval_min_samples,
     judge_interval,
     judge_recall,
     mean_interval,
     percentile_interval,
 )
+from lancesync_bench.stats import Summary, Target, Targets
 
 MS = 1_000_000  # ns per ms
 
