@@ -40,16 +40,15 @@ from lancesync_bench.bench.baselines import (
     time_tools,
 )
 from lancesync_bench.bench.probe import REFERENCE_PATH, fixed_job, settle
+from lancesync_bench.bench.recall import exact_ids, measure_hard_set, recall_record, sweep_datasets
 from lancesync_bench.bench.recorder import CellKey, Recorder
-from lancesync_bench.bench.search_sweep import sweep_search
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
-from lancesync_bench.intervals import mean_interval
 from lancesync_bench.netem import NetworkProfile, S3Proxy
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.scenarios import Profile, RecallSpec, Scenario
 from lancesync_bench.storage.schema import TABLE_NAME
 from lancesync_bench.storage.service import LanceDBStorageService
-from lancesync_bench.workload import Dataset, Workload, doc_id, exact_top_k, recall_per_query
+from lancesync_bench.workload import Dataset, Workload, recall_per_query
 
 __all__ = ["CHEAP_MS", "CellPlan", "measure_cell"]
 
@@ -296,20 +295,17 @@ async def _measure(cell: _Cell) -> None:
             other = _config(cell.scenario, ep, cell.cell_dir / "b", "bench-b")
             await _cache_calls(svc, other, cell)
         for data in plan.hard_sets:  # last: their set-up must not disturb the figures above
-            await _hard_set(svc, cell, data)
+            wl_hard = cell.scenario.workload.workload(data)
+            record = await measure_hard_set(
+                svc, cell.rec, wl_hard, cell.size, user=f"{USER}-{data}", plan=plan
+            )
+            cell.rec.extras.setdefault("recall", []).append(record)
     if plan.baselines:
         await _lancedb_baselines(cell, ids, queries)
     if plan.search_sweep is not None:
-        await _search_sweeps(cell, plan.search_sweep)
-
-
-def _truth(
-    wl: Workload, size: int, queries: np.ndarray, warmup: int, count: int
-) -> list[list[str]]:
-    """Exact top-10 ids of ``queries[warmup : warmup + count]`` over rows ``0 .. size-1``."""
-    vectors = wl.arrays(0, size).vectors
-    timed = queries[warmup : warmup + count]
-    return [[doc_id(int(j)) for j in row] for row in exact_top_k(vectors, timed, 10)]
+        cell.rec.extras["search_sweep"] = await sweep_datasets(
+            cell.scenario.workload, cell.wl.data, cell.size, plan.search_sweep, cell.cell_dir
+        )
 
 
 def _recall(cell: _Cell, queries: np.ndarray, results: list[list[str]]) -> list[float]:
@@ -320,30 +316,9 @@ def _recall(cell: _Cell, queries: np.ndarray, results: list[list[str]]) -> list[
     Only the first ``plan.queries`` results count: later searches repeat those queries.
     """
     if cell.truth is None:
-        cell.truth = _truth(cell.wl, cell.size, queries, cell.plan.warmup, cell.plan.queries)
+        cell.truth = exact_ids(cell.wl, cell.size, queries[cell.plan.warmup :], cell.plan.queries)
     results = results[: len(cell.truth)]
     return recall_per_query(results, cell.truth[: len(results)])
-
-
-def _record_recall(cell: _Cell, operation: str, wl: Workload, per_query: list[float]) -> float:
-    """Keep the recall of ``operation`` (with its interval and data) for the verdict."""
-    ci = mean_interval(per_query)
-    mean = float(np.mean(per_query)) if per_query else 0.0
-    cell.rec.extras.setdefault("recall", []).append(
-        {
-            "operation": operation,
-            "dataset": wl.data,
-            "data": wl.describe(cell.size, len(per_query)),
-            "rows": cell.size,
-            "dim": wl.dim,
-            "queries": len(per_query),
-            "k": 10,
-            "mean": mean,
-            "ci_low": None if ci is None else ci.low,
-            "ci_high": None if ci is None else ci.high,
-        }
-    )
-    return mean
 
 
 async def _budgeted(
@@ -393,56 +368,9 @@ async def _reads(
         tail=cell.size == cell.scenario.targets.vector_top10_size,
     )
     per_query = _recall(cell, queries, [[d["id"] for d in r] for r in results])
-    rec.extras["recall_at_10"] = _record_recall(cell, "vector_search", cell.wl, per_query)
-
-
-async def _hard_set(svc: LanceDBStorageService, cell: _Cell, data: Dataset) -> None:
-    """Vector search on a harder dataset of the cell's size, in a table of its own.
-
-    Another user of the same service holds it, so the service builds and searches its
-    index exactly as for the workload's own data. Timed as ``vector_search_<data>``, with
-    recall@10 against exact search on that data.
-    """
-    plan, rec, size = cell.plan, cell.rec, cell.size
-    wl = cell.scenario.workload.workload(data)
-    user = f"{USER}-{data}"
-    await svc.import_documents(user, wl.arrow_table(0, size, metadata="json"))
-    await svc.maintain(user)
-    await svc.wait_idle(user)
-    queries = wl.query_vectors(plan.queries + plan.warmup)
-    rec.extras[f"settle_s:{data}"] = round(await settle(), 3)
-    results = await rec.run(
-        f"vector_search_{data}",
-        lambda i: svc.search(user, queries[i % len(queries)], k=10),
-        repetitions=plan.queries,
-        warmup=plan.warmup,
-    )
-    truth = _truth(wl, size, queries, plan.warmup, plan.queries)
-    per_query = recall_per_query([[d["id"] for d in r] for r in results], truth)
-    _record_recall(cell, f"vector_search_{data}", wl, per_query)
-
-
-async def _search_sweeps(cell: _Cell, spec: RecallSpec) -> None:
-    """Plain LanceDB over nprobes x refine_factor, on the cell's data and each hard set."""
-    datasets = [cell.wl.data, *(d for d in spec.datasets if d != cell.wl.data)]
-    points: list[dict[str, Any]] = []
-    warmup = 3  # search_sweep's own warm-up searches per setting
-    for data in datasets:
-        wl = cell.scenario.workload.workload(data)
-        queries = wl.query_vectors(spec.sweep_queries + warmup)
-        truth = _truth(wl, cell.size, queries, warmup, spec.sweep_queries)
-        folder = cell.cell_dir / f"sweep-{data}"
-        points += await sweep_search(
-            wl,
-            cell.size,
-            queries,
-            truth,
-            folder=folder,
-            nprobes=spec.sweep_nprobes,
-            refine=spec.sweep_refine,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-    cell.rec.extras["search_sweep"] = points
+    record = recall_record("vector_search", cell.wl, cell.size, per_query)
+    rec.extras.setdefault("recall", []).append(record)
+    rec.extras["recall_at_10"] = record["mean"]
 
 
 async def _writes(svc: LanceDBStorageService, cell: _Cell) -> None:
