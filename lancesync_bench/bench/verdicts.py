@@ -265,6 +265,8 @@ def _verdict_text(r: VerdictRow) -> str:
         return f"FAIL (steady {stat}: too few steady samples)"
     if r["status"] == "UNSURE" and "ci_low" in r and r.get("ci_low") is None:
         return "UNSURE (n too small)"
+    if r.get("unit") == "recall" and r.get("data"):
+        return f"{r['status']} (on {r.get('data')})"  # recall is stated with its data
     return r["status"]
 
 

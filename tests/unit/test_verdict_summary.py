@@ -91,7 +91,7 @@ def test_recall_row_sits_beside_the_vector_search_rows(tmp_path: Path) -> None:
     assert ops == ["vector_search_uniform", "vector_search_uniform"]  # side by side
     recall_line = next(line for line in lines if "recall_at_10" in line)
     assert "0.450" in recall_line and "0.430-0.470" in recall_line
-    assert recall_line.endswith("default  FAIL")
+    assert recall_line.endswith("default  FAIL (on uniform, 100 rows x 8 dim, 120 queries)")
 
 
 def test_recall_interval_decides_pass_and_unsure(tmp_path: Path) -> None:
