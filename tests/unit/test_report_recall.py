@@ -119,3 +119,50 @@ def test_recall_figure_and_columns(tmp_path: Path) -> None:
     assert "MISSES its targets" in page and "UNSURE" in page
     images = [stem for stem, _, _ in report.build_images(data)]
     assert "latency_recall" in images
+
+
+def test_a_schema_2_run_still_loads_and_reports(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "unit.toml"
+    path.write_text(TOML, encoding="utf-8")
+    sc = load_scenario(path)
+    samples = [
+        SampleRow(
+            scenario=sc.name,
+            storage_mode=sc.storage_mode.value,
+            profile="loopback",
+            size=1000,
+            operation="point_read",
+            path="service",
+            phase="warm",
+            iteration=i,
+            latency_ms=2.0,
+            requests=None,
+            bytes=None,
+        )
+        for i in range(120)
+    ]
+    stats = stats_rows(samples)
+    run = tmp_path / "old"
+    write_run(
+        run,
+        metadata={},
+        scenarios=[sc],
+        stats_rows=stats,
+        samples_rows=samples,
+        verdict_rows=verdict_rows(stats, {sc.name: sc}),
+    )
+    file = run / "results.json"
+    data = json.loads(file.read_text(encoding="utf-8"))
+    new = {"unit", "value", "ci_low", "ci_high", "confidence", "target_source", "data"}
+    data["schema_version"] = 2
+    data["verdicts"] = [
+        {**{k: v for k, v in r.items() if k not in new}, "status": "PASS"} for r in data["verdicts"]
+    ]
+    data["stats"] = [{k: v for k, v in r.items() if "_ci_" not in k} for r in data["stats"]]
+    file.write_text(json.dumps(data), encoding="utf-8")
+    loaded = report.load_report_data(run)
+    table = report.verdict_table(loaded)
+    assert set(table["interval"]) == {"-"} and set(table["source"]) == {"-"}
+    assert "MEETS its targets" in report.render_html(loaded)
