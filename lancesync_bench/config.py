@@ -34,6 +34,7 @@ __all__ = [
     "LanceDBSyncConfig",
     "Secret",
     "StorageMode",
+    "WriteDurability",
 ]
 
 
@@ -49,6 +50,18 @@ class BackendLocation(StrEnum):
 
     CLOUD = "cloud"
     LOCAL = "local"
+
+
+class WriteDurability(StrEnum):
+    """What an acknowledged local write survives (``WRITE_DURABILITY``).
+
+    ``process``: the process being killed (its write log is in the OS page cache);
+    ``fsync``: also an OS crash or power loss (the log is fdatasync'd before the write
+    returns). See :mod:`lancesync_bench.storage.log`.
+    """
+
+    PROCESS = "process"
+    FSYNC = "fsync"
 
 
 class StorageMode(StrEnum):
@@ -293,6 +306,9 @@ class LanceDBSyncConfig:
     cache_max_staleness_ms: int = 1000
     # Background sync/backup period; 0 switches it off (sync and backup are then explicit calls).
     sync_interval_s: float = 0.0
+    # Local writes are acknowledged from a write log; "fsync" adds ~0.25 ms per log flush
+    # (shared by concurrent writers) for power-loss safety.
+    write_durability: WriteDurability = WriteDurability.PROCESS
     # Remote versions newer than this are never cleaned up (Lance's own default is 7 days).
     retention_s: float = 7 * 24 * 3600.0
     # A short connect timeout and few retries let offline local-primary modes fail over fast;
@@ -383,6 +399,9 @@ class LanceDBSyncConfig:
                 )
             ),
             sync_interval_s=_parse_number(env, "SYNC_INTERVAL_S", 0.0, minimum=0, maximum=86_400),
+            write_durability=(
+                _parse_enum(env, "WRITE_DURABILITY", WriteDurability) or WriteDurability.PROCESS
+            ),
             retention_s=_parse_number(
                 env, "RETENTION_S", 7 * 24 * 3600.0, minimum=0, maximum=3.2e9
             ),
@@ -492,6 +511,7 @@ class LanceDBSyncConfig:
             "embedding_dim": self.embedding_dim,
             "cache_max_staleness_ms": self.cache_max_staleness_ms,
             "sync_interval_s": self.sync_interval_s,
+            "write_durability": self.write_durability.value,
             "retention_s": self.retention_s,
             "s3_connect_timeout_s": self.s3_connect_timeout_s,
             "s3_request_timeout_s": self.s3_request_timeout_s,

@@ -20,19 +20,29 @@ class Scale:
     """How much of each fault a run applies."""
 
     kill_trials_per_kind: int
+    # Kills during sustained single-document writes (the write log, flushes, compaction).
+    write_kill_trials: int
     outage_ops: int
     flaky_ops: int
     device_rounds: int
     flaky_fail_rate: float = 0.05
 
 
-# Full: at least 50 kill trials in all (18 each of sync, backup and S3-primary write), 1,000
-# operations per outage and flaky workload (enough writes per phase for a p99), and 100
-# rounds of two racing devices.
-FULL = Scale(kill_trials_per_kind=18, outage_ops=1000, flaky_ops=1000, device_rounds=100)
+# Full: at least 50 kill trials during transfers (18 each of sync, backup and S3-primary
+# write) and 50 during sustained local writes, 1,000 operations per outage and flaky
+# workload (enough writes per phase for a p99), and 100 rounds of two racing devices.
+FULL = Scale(
+    kill_trials_per_kind=18,
+    write_kill_trials=50,
+    outage_ops=1000,
+    flaky_ops=1000,
+    device_rounds=100,
+)
 # Quick (CI): two trials per kind and a tenth of each workload; the same checks, in well
 # under two minutes on two cores.
-QUICK = Scale(kill_trials_per_kind=2, outage_ops=100, flaky_ops=100, device_rounds=10)
+QUICK = Scale(
+    kill_trials_per_kind=2, write_kill_trials=3, outage_ops=100, flaky_ops=100, device_rounds=10
+)
 
 
 @dataclass

@@ -76,6 +76,7 @@ async def _attempt(
         try:
             if mode == BACKUP:
                 await svc.add_documents(USER, [document("local-only", 1)])
+                await svc.wait_idle(USER)  # the write log flushed into the table first
                 before = folder_snapshot(table_dir)
                 await svc.restore(USER)
             elif mode == SYNC:

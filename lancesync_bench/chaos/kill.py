@@ -1,5 +1,7 @@
-"""Kill trials: SIGKILL a writer at a seeded random moment of a sync, a backup or an
-S3-primary write, then prove the remote table is whole and nothing acknowledged was lost.
+"""Kill trials: SIGKILL a writer at a seeded random moment of a sync, a backup, an
+S3-primary write or a local write (``writes``: single documents through the write log,
+with flushes and compaction running), then prove the remote table is whole and nothing
+acknowledged was lost.
 
 Each kind has one device folder that is killed again and again (as a laptop that keeps
 crashing would be), so every trial also starts from the wreck of the one before. After a
@@ -41,7 +43,7 @@ from lancesync_bench.chaos.report import Section
 
 __all__ = ["ForkServer", "run_kill_trials"]
 
-KINDS = {"sync": SYNC, "backup": BACKUP, "primary": PRIMARY}
+KINDS = {"sync": SYNC, "backup": BACKUP, "primary": PRIMARY, "writes": BACKUP}
 # Importing LanceDB can take tens of seconds on a loaded machine; the server says hello
 # after that. Once it runs, a trial's events come every ~0.1-0.5 s: a minute of silence
 # means it is stuck, not slow.
@@ -49,6 +51,9 @@ _HELLO_TIMEOUT_S = 300.0
 _STALL_S = 60.0
 # Without a measured duration yet, a kill lands within the first 100 ms of the operation.
 _DEFAULT_OP_S = 0.1
+# Operations shorter than this (local writes through the write log) are over before the
+# kill could be timed inside them.
+_SHORT_OP_S = 0.005
 _POOL = 30  # document ids per kind: batches of up to 3 overwrite earlier writes often
 
 
@@ -192,9 +197,11 @@ class _Killer:
         typical = (recent[len(recent) // 2] if recent else _DEFAULT_OP_S * 1000) / 1000
         delay = self.fraction * typical
         wait = int(stamp) / 1e9 + delay - time.monotonic()
-        if wait < 0:
+        if wait < 0 and typical >= _SHORT_OP_S:
             return  # read too late for this operation: take the next one
-        time.sleep(wait)
+        # A sub-millisecond write ends before its line is read: the kill lands now, at a
+        # moment the random count of acknowledged writes already made random.
+        time.sleep(max(0.0, wait))
         os.kill(self.pid, signal.SIGKILL)
         run.killed, run.killed_mid_op, self.target = True, True, op
         run.kill_delay_ms = round(delay * 1000, 1)
@@ -232,6 +239,8 @@ async def _rerun(
     and its content hash (local-primary) or ``""`` (S3-primary, read through the cache)."""
     ep = ctx.endpoint_below("kill")
     async with open_service(KINDS[kind], path, ep, device=f"k-{kind}") as svc:
+        if kind == "writes":  # reopening replayed the log: every acknowledged write is back
+            return _lost_seqs(await _seqs(svc, user, acked), acked), ""
         if kind == "primary":
             await svc.add_documents(user, [document("w-rerun", seq, writer="rerun")])
             acked.add("w-rerun", seq)
@@ -248,6 +257,20 @@ async def _rerun(
         return missing_acked(live, acked), content_hash(live)
 
 
+async def _seqs(svc: Any, user: str, acked: Acked) -> dict[str, int]:
+    """The ``seq`` each acknowledged id holds now (-1 when absent)."""
+    out = {}
+    for doc_id in acked.seqs:
+        doc = await svc.get_document(user, doc_id)
+        out[doc_id] = -1 if doc is None else int(doc["metadata"]["seq"])
+    return out
+
+
+def _lost_seqs(seqs: dict[str, int], acked: Acked) -> list[str]:
+    """Ids whose newest acknowledged write is not what they hold."""
+    return [d for d, want in acked.seqs.items() if seqs.get(d, -1) < want]
+
+
 async def _one_kind(
     ctx: SuiteContext, server: ForkServer, kind: str, trials: int
 ) -> list[dict[str, Any]]:
@@ -260,7 +283,7 @@ async def _one_kind(
     rows = []
     secret = ep.secret_access_key.reveal()
     for t in range(trials):
-        trial_no = {"sync": 0, "backup": 1, "primary": 2}[kind] * 1000 + t
+        trial_no = {"sync": 0, "backup": 1, "primary": 2, "writes": 3}[kind] * 1000 + t
         request = {
             "trial": trial_no,
             "kind": kind,
@@ -279,8 +302,11 @@ async def _one_kind(
             "pool": _POOL,
             "max_rounds": 5000,
         }
+        # Sustained writes: the kill lands after 5-300 acknowledged writes, anywhere in the
+        # log's flush and compaction cycle; transfers: after 1-4 writes, inside a transfer.
+        acks = rng.randint(5, 300) if kind == "writes" else rng.randint(1, 4)
         run = await asyncio.to_thread(
-            drive_trial, server, request, acks=rng.randint(1, 4), fraction=rng.random()
+            drive_trial, server, request, acks=acks, fraction=rng.random()
         )
         for doc_id, seq in run.acked:
             acked.add(doc_id, seq)
@@ -295,8 +321,9 @@ async def _one_kind(
         }
         rerun_seq = (t + 1) * 1_000_000 + 999_999  # above every write of this trial
         row.update(await _check_after_kill(ctx, kind, path, user, acked=acked, rerun_seq=rerun_seq))
+        remote_ok = row["remote_opened"] or kind == "writes"  # writes stay local
         row["complete"] = bool(
-            row["killed"] and row["remote_opened"] and row["rerun_ok"] and not row["problem"]
+            row["killed"] and remote_ok and row["rerun_ok"] and not row["problem"]
         )
         if not row["killed"] or row["problem"]:
             # The child's traceback (if any) is in the worker's log: keep its end.
@@ -312,6 +339,15 @@ async def _check_after_kill(
     ep = ctx.endpoint_below("kill")
     out: dict[str, Any] = {"remote_opened": False, "rerun_ok": False, "lost": []}
     lost: set[str] = set()
+    if kind == "writes":  # nothing of this kind is sent to S3: check the device alone
+        try:
+            local_lost, _ = await _rerun(ctx, kind, path, user, acked=acked, seq=rerun_seq)
+            out["rerun_ok"] = True
+            out["lost"] = sorted(local_lost)
+        except Exception as exc:
+            out["rerun_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            out["lost"] = ["<unverified>"]
+        return out
     try:
         before = await remote_live(ep, user)
         out["remote_opened"] = True
@@ -341,7 +377,8 @@ async def run_kill_trials(ctx: SuiteContext, section: Section, server: ForkServe
     await asyncio.to_thread(server.hello)
     rows: list[dict[str, Any]] = []
     for kind in KINDS:
-        rows += await _one_kind(ctx, server, kind, ctx.scale.kill_trials_per_kind)
+        trials = ctx.scale.write_kill_trials if kind == "writes" else ctx.scale.kill_trials_per_kind
+        rows += await _one_kind(ctx, server, kind, trials)
     lost = sum(len(r["lost"]) for r in rows)
     complete = sum(r["complete"] for r in rows)
     section.figure(
@@ -362,7 +399,7 @@ async def run_kill_trials(ctx: SuiteContext, section: Section, server: ForkServe
     section.cases = rows
     bad = [r for r in rows if not r["complete"]]
     section.check(
-        "every trial killed mid-run, remote opened, rerun completed",
+        "every trial killed mid-run, remote opened (transfers), rerun completed",
         not bad,
         f"{complete}/{len(rows)} complete"
         + (f"; first failure: {_describe(bad[0])}" if bad else ""),

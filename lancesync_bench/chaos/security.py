@@ -117,6 +117,7 @@ async def _isolation(ctx: SuiteContext, mode: str, log_text: io.StringIO) -> dic
                 await svc.sync("bob")
             elif mode == BACKUP:
                 await svc.backup("bob")
+            await svc.wait_idle("bob")  # bob's write log flushed, background work done
             bob_folder = folder_snapshot(root / "users" / "bob")
             bob_keys = s3_listing(ep, "users", "bob") if mode != LOCAL else {}
             recorder.take()

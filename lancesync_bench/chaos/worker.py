@@ -46,6 +46,7 @@ async def _trial(req: dict[str, Any]) -> None:
     from lancesync_bench.s3.endpoint import S3Endpoint
     from lancesync_bench.storage.doctable import MaintenancePolicy
     from lancesync_bench.storage.service import LanceDBStorageService
+    from lancesync_bench.storage.tier import TierPolicy
 
     trial, kind, user = int(req["trial"]), str(req["kind"]), str(req["user"])
     e = req["endpoint"]
@@ -58,12 +59,15 @@ async def _trial(req: dict[str, Any]) -> None:
         prefix=e["prefix"],
     )
     config = LanceDBSyncConfig.from_env(req["env"])
-    # Compaction every 8 appends: kills then also land inside maintenance and cleanup.
-    policy = MaintenancePolicy(max_fragments=8, keep_tombstones=kind == "sync")
+    # Compaction every 8 appends (4 log flushes of up to 16 rows): kills then also land
+    # inside flushes, maintenance and cleanup.
+    policy = MaintenancePolicy(max_fragments=8, max_flushes=4, keep_tombstones=kind == "sync")
+    tier = TierPolicy(flush_rows=16)
     rng = random.Random(int(req["seed"]))
     seq = int(req["seq_base"])
     deadline = time.monotonic() + _CHILD_LIMIT_S
-    async with LanceDBStorageService(config, endpoint=ep, policy=policy) as svc:
+    timed_writes = kind in ("primary", "writes")
+    async with LanceDBStorageService(config, endpoint=ep, policy=policy, tier=tier) as svc:
 
         async def transfer() -> None:
             _emit(trial, f"begin {kind} {time.monotonic_ns()}")
@@ -75,6 +79,8 @@ async def _trial(req: dict[str, Any]) -> None:
 
         if kind == "primary":
             await svc.status(user)  # opens the cache: the S3 table exists from here on
+        elif kind == "writes":
+            await svc.get_document(user, "w0")  # opens (and replays) the local table
         else:
             await transfer()
         _emit(trial, "ready")
@@ -85,14 +91,16 @@ async def _trial(req: dict[str, Any]) -> None:
             for doc_id in dict.fromkeys(f"w{rng.randrange(int(req['pool']))}" for _ in range(3)):
                 seq += 1
                 docs.append(document(doc_id, seq, seed=trial, writer=kind))
-            if kind == "primary":
+            if kind == "writes":
+                docs = docs[:1]  # sustained single-document writes
+            if timed_writes:
                 _emit(trial, f"begin write {time.monotonic_ns()}")
             start = time.perf_counter()
             await svc.add_documents(user, docs)
-            if kind == "primary":
+            if timed_writes:
                 _emit(trial, f"done write {(time.perf_counter() - start) * 1000:.1f}")
             _emit(trial, "ack " + " ".join(f"{d['id']}:{d['metadata']['seq']}" for d in docs))
-            if kind != "primary":
+            if not timed_writes:
                 await transfer()
     _emit(trial, "end")
 

@@ -86,8 +86,33 @@ class Run:
         config = dataclasses.replace(self.source, sync_interval_s=0.0)
         return LanceDBStorageService(config, endpoint=self.endpoint)
 
+    def logged_segments(self) -> list[Path]:
+        """Write-log segments holding acknowledged writes not yet in the local table (a
+        crash of the app before its log was flushed)."""
+        wal = self.user_dir / f"{TABLE_NAME}.wal"
+        if not wal.is_dir():
+            return []
+        return sorted(p for p in wal.iterdir() if p.suffix == ".wal" and p.stat().st_size)
+
+    async def flush_write_log(self) -> None:
+        """Replay and flush the source's write log into its table (nothing in a dry run,
+        which notes the pending writes instead)."""
+        pending = self.logged_segments()
+        if not pending:
+            return
+        if self.dry_run:
+            self.report.notes.append(
+                f"{len(pending)} write-log segment(s) hold acknowledged writes not yet in the "
+                "table; the migration flushes them into the table first"
+            )
+            return
+        async with self.service() as svc:
+            await svc.flush(self.user_id)
+
     async def read_source(self) -> tuple[Snapshot, pa.Table]:
-        """The local table read in full; refuses a missing table or a wrong dimension."""
+        """The local table read in full, its write log flushed first; refuses a missing
+        table or a wrong dimension."""
+        await self.flush_write_log()
         if not latest_version(local_files(self.table_dir)):
             raise MigrationError(f"there is no table at {self.table_dir}; nothing to migrate")
         snap, records = await read_local(str(self.user_dir))

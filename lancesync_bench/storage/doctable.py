@@ -38,6 +38,10 @@ class MaintenancePolicy:
     """
 
     max_fragments: int = 64
+    # Tables behind a write tier get one fragment of many rows per flush (one every second
+    # or two under steady writes): compact, fold rows into the vector index and clean up
+    # every 8 of them (each flush's rows reach the id index at once, see LocalStore).
+    max_flushes: int = 8
     # Flat search over 10k 384-dim vectors already costs ~10 ms p50 here; above this many
     # rows an IVF index pays for its build time.
     vector_index_min_rows: int = 5_000
@@ -162,19 +166,49 @@ class DocTable:
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
         """The live document with ``doc_id``, or None when absent or deleted."""
+        winner = await self.get_record(doc_id)
+        if winner is None or winner["deleted"]:
+            return None
+        return record_to_document(winner)
+
+    async def get_record(self, doc_id: str) -> dict[str, Any] | None:
+        """The winning record of ``doc_id`` (a tombstone included), or None when absent."""
         rows = (
             await self.table.query()
             .where(f"id = {sql_string(doc_id)}")
             .select(_DOC_COLUMNS)
             .to_arrow()
         ).to_pylist()
-        winner = _winner(rows)
-        if winner is None or winner["deleted"]:
-            return None
-        return record_to_document(winner)
+        return _winner(rows)
+
+    async def has_record(self, doc_id: str, updated_at: int, origin: str) -> bool:
+        """Whether the table holds exactly this record (an indexed look-up)."""
+        found = (
+            await self.table.query()
+            .where(
+                f"id = {sql_string(doc_id)} AND updated_at = {int(updated_at)} "
+                f"AND origin = {sql_string(origin)}"
+            )
+            .select(["id"])
+            .limit(1)
+            .to_arrow()
+        )
+        return bool(found.num_rows)
+
+    async def max_updated_at(self) -> int:
+        """The largest ``updated_at`` of any record (-1 when empty): one column scan."""
+        stamps = await self.table.query().select(["updated_at"]).to_arrow()
+        if stamps.num_rows == 0:
+            return -1
+        return int(pc.max(stamps.column("updated_at")).as_py())
 
     async def search(
-        self, vector: Sequence[float] | np.ndarray, k: int = 10, *, nprobes: int = 20
+        self,
+        vector: Sequence[float] | np.ndarray,
+        k: int = 10,
+        *,
+        nprobes: int = 20,
+        superseded: Callable[[str, tuple[int, str]], bool] | None = None,
     ) -> list[dict[str, Any]]:
         """The ``k`` live documents nearest to ``vector`` (L2), nearest first, with distance.
 
@@ -183,19 +217,21 @@ class DocTable:
         directory says every record is live and alone of its id, the top ``k`` are the
         answer. Otherwise the search over-fetches, drops tombstones and records that a newer
         one superseded (an indexed look-up of the candidates' ids), and asks for more when
-        too few survive.
+        too few survive. ``superseded(id, (updated_at, origin))`` drops candidates that a
+        record outside this table replaces (the write tier's in-memory rows).
         """
         query_vec = np.asarray(vector, dtype=np.float32)
-        columns = ["id", "text", "vector", "metadata", "updated_at", "origin", "deleted"]
-        if await self._clean():
-            q = self.table.query().nearest_to(query_vec).nprobes(nprobes).limit(k)
-            rows = (await q.select([*columns, "_distance"]).to_arrow()).to_pylist()
-            return [record_to_document(r) for r in rows]
-        limit = k + max(8, k)
+        columns = [*_DOC_COLUMNS, "_distance"]
+        clean = await self._clean()
+        limit = k if clean else k + max(8, k)
         while True:
             q = self.table.query().nearest_to(query_vec).nprobes(nprobes).limit(limit)
-            candidates = (await q.select([*columns, "_distance"]).to_arrow()).to_pylist()
-            kept = [c for c in await self._drop_superseded(candidates) if not c["deleted"]]
+            candidates = (await q.select(columns).to_arrow()).to_pylist()
+            kept = candidates
+            if not clean:
+                kept = [c for c in await self._drop_superseded(candidates) if not c["deleted"]]
+            if superseded is not None:
+                kept = [c for c in kept if not superseded(c["id"], (c["updated_at"], c["origin"]))]
             if len(kept) >= k or len(candidates) < limit:
                 return [record_to_document(r) for r in kept[:k]]
             limit *= 4
@@ -292,6 +328,21 @@ class DocTable:
         )
         return True
 
+    async def index_new_rows(self) -> None:
+        """Add rows that no index covers yet to the scalar indexes (the id's BTREE).
+
+        The vector index is left to maintenance: its update assigns every new row to a
+        partition, which costs far more than a BTREE update.
+        """
+        uri = str(await self.table.uri())
+        if "://" in uri:
+            return
+        names = [ix.name for ix in await self.table.list_indices() if ix.columns != ["vector"]]
+        if not names:
+            return
+        await asyncio.to_thread(_index_local, uri, names)
+        await self.table.checkout_latest()
+
     async def prewarm(self) -> None:
         """Ask LanceDB to load every index of the table into its cache."""
         for index in await self.table.list_indices():
@@ -331,6 +382,13 @@ class DocTable:
             vector_index_built=built,
             duration_s=time.perf_counter() - start,
         )
+
+
+def _index_local(uri: str, names: list[str]) -> None:
+    """Fold new rows into the named indexes of a local table (Lance's own step)."""
+    import lance
+
+    lance.dataset(uri).optimize.optimize_indices(index_names=names)
 
 
 def _compact_local(uri: str, policy: MaintenancePolicy) -> None:

@@ -73,6 +73,7 @@ class BackupStore(LocalStore):
         """
         start = time.perf_counter()
         stats = TransferStats()
+        await self.flush()  # every acknowledged write into a Lance version first
         # No compaction while files are listed and read: its cleanup would delete them.
         async with self.maintenance_lock:
             async with self.write_lock:
@@ -180,6 +181,7 @@ class BackupStore(LocalStore):
         """
         start = time.perf_counter()
         stats = TransferStats()
+        await self.flush()  # nothing acknowledged stays in memory over the old table
         async with self.maintenance_lock:
             return await self._restore(version, stats, start)
 
@@ -206,6 +208,9 @@ class BackupStore(LocalStore):
                 await table.restore()
             rows = (await table.to_arrow()).num_rows  # reads every data file: proves them readable
             async with self.write_lock:
+                if self.tier is not None:  # flushed above; open() below starts a new one
+                    await self.tier.close()
+                    self.tier = None
                 self._table = None
                 old = self.ctx.user_dir / f".old-{uuid.uuid4().hex[:8]}"
                 if self.table_dir.exists():
@@ -332,6 +337,7 @@ class SyncStore(LocalStore):
         start = time.perf_counter()
         stats = TransferStats()
         pushed = pulled = 0
+        await self.flush()  # this device's acknowledged writes into its Lance table first
         try:
             if not self._replica_open:
                 await self.replica.open(stats)
@@ -359,6 +365,10 @@ class SyncStore(LocalStore):
             if incoming.num_rows:
                 async with self.write_lock:
                     await self.docs.append(incoming)
+                newest = int(pc.max(incoming.column("updated_at")).as_py())
+                if self.tier is not None:
+                    self.tier.observe_lance(newest)
+                self.clock.observe(newest)  # later local writes win over what just arrived
                 pulled = incoming.num_rows
                 self._after_write()
             for origin, mark in remote_marks.items():

@@ -61,6 +61,8 @@ class StoreStatus:
     reachable: bool | None = None
     reads_may_be_stale: bool = False
     documents: int | None = None
+    # The write log and in-memory table (local-primary modes): see WriteTier.stats().
+    write_tier: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""

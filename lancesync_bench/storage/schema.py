@@ -71,7 +71,42 @@ def schema(dim: int) -> pa.Schema:
     )
 
 
-def _check_document(doc: object, index: int, dim: int) -> tuple[str, str, Any, str]:
+def _check_vector(vector: object, where: str, dim: int) -> np.ndarray:
+    """One document's vector as float32, or a DocumentError saying what is wrong with it."""
+    try:
+        arr = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DocumentError(f"{where}: vector must be {dim} numbers") from None
+    if arr.shape != (dim,):
+        raise DocumentError(
+            f"{where}: vector has shape {arr.shape}, expected ({dim},) (EMBEDDING_DIM)"
+        )
+    if not np.isfinite(arr).all():
+        raise DocumentError(f"{where}: vector holds NaN or infinity")
+    return arr
+
+
+def _check_vectors(
+    docs: Sequence[Mapping[str, Any]], checked: Sequence[tuple[str, ...]], dim: int
+) -> np.ndarray:
+    """Every document's vector as one float32 matrix (one conversion for the whole batch).
+
+    When the batch does not convert cleanly, each vector is checked alone so that the error
+    names the first bad document.
+    """
+    try:
+        matrix = np.asarray([d.get("vector") for d in docs], dtype=np.float32)
+        ok = matrix.shape == (len(docs), dim) and bool(np.isfinite(matrix).all())
+    except (TypeError, ValueError):
+        ok = False
+    if ok:
+        return matrix
+    for i, (doc, c) in enumerate(zip(docs, checked, strict=True)):
+        _check_vector(doc.get("vector"), f"document {i} (id {c[0]!r})", dim)
+    raise DocumentError(f"vectors must be {dim} numbers each (EMBEDDING_DIM)")  # not reached
+
+
+def _check_document(doc: object, index: int, dim: int) -> tuple[str, str, str]:
     where = f"document {index}"
     if not isinstance(doc, Mapping):
         raise DocumentError(
@@ -96,18 +131,6 @@ def _check_document(doc: object, index: int, dim: int) -> tuple[str, str, Any, s
         )
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         raise DocumentError(f"{where} (id {doc_id!r}): text is larger than {MAX_TEXT_BYTES} bytes")
-    vector = doc.get("vector")
-    try:
-        arr = np.asarray(vector, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise DocumentError(f"{where} (id {doc_id!r}): vector must be {dim} numbers") from None
-    if arr.shape != (dim,):
-        raise DocumentError(
-            f"{where} (id {doc_id!r}): vector has shape {arr.shape}, "
-            f"expected ({dim},) (EMBEDDING_DIM)"
-        )
-    if not np.isfinite(arr).all():
-        raise DocumentError(f"{where} (id {doc_id!r}): vector holds NaN or infinity")
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise DocumentError(
@@ -123,7 +146,7 @@ def _check_document(doc: object, index: int, dim: int) -> tuple[str, str, Any, s
         raise DocumentError(
             f"{where} (id {doc_id!r}): metadata is larger than {MAX_METADATA_BYTES} bytes"
         )
-    return doc_id, text, arr, meta_json
+    return doc_id, text, meta_json
 
 
 def records_table(
@@ -142,14 +165,14 @@ def records_table(
     if not docs:
         raise DocumentError("no documents given; pass at least one document")
     checked = [_check_document(d, i, dim) for i, d in enumerate(docs)]
-    vectors = np.stack([c[2] for c in checked]).astype(np.float32, copy=False)
+    vectors = _check_vectors(docs, checked, dim)
     n = len(checked)
     return pa.table(
         [
             pa.array([c[0] for c in checked], pa.string()),
             pa.array([c[1] for c in checked], pa.string()),
             pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim),
-            pa.array([c[3] for c in checked], pa.string()),
+            pa.array([c[2] for c in checked], pa.string()),
             pa.array(list(timestamps)[:n], pa.int64()),
             pa.array([origin] * n, pa.string()),
             pa.array([False] * n, pa.bool_()),

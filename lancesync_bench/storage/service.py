@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lancesync_bench.config import LanceDBSyncConfig, StorageMode
+from lancesync_bench.config import LanceDBSyncConfig, StorageMode, WriteDurability
 from lancesync_bench.errors import S3Error
 from lancesync_bench.s3.endpoint import S3Endpoint, Timeouts
 from lancesync_bench.storage.doctable import MaintenancePolicy
@@ -17,6 +17,7 @@ from lancesync_bench.storage.remote_stores import BackupStore, S3PrimaryStore, S
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
 from lancesync_bench.storage.schema import TABLE_NAME, validate_user_id
 from lancesync_bench.storage.stores import LocalStore, StoreContext
+from lancesync_bench.storage.tier import TierPolicy
 from lancesync_bench.storage.transfer import RemoteTable
 
 __all__ = ["LanceDBStorageService"]
@@ -53,6 +54,7 @@ class LanceDBStorageService:
         *,
         endpoint: S3Endpoint | None = None,
         policy: MaintenancePolicy | None = None,
+        tier: TierPolicy | None = None,
         check_conditional_put: bool = True,
     ) -> None:
         config.validate()
@@ -69,6 +71,9 @@ class LanceDBStorageService:
             keep_tombstones=self.mode
             in (StorageMode.LOCAL_PRIMARY_S3_SYNC, StorageMode.S3_PRIMARY_LOCAL_CACHE)
         )
+        # Local writes: a write log and an in-memory table in front of Lance (storage.tier).
+        fsync = config.write_durability is WriteDurability.FSYNC
+        self.tier_policy = tier or TierPolicy(durability="fsync" if fsync else "process")
         self._check_conditional_put = check_conditional_put
         self._client: Any = None
         self._probed = False
@@ -155,6 +160,7 @@ class LanceDBStorageService:
             writer=self.device_id,
             policy=self.policy,
             mode=self.mode.value,
+            tier=self.tier_policy,
         )
         store: LocalStore
         if self.mode is StorageMode.LOCAL_ONLY:
@@ -209,8 +215,21 @@ class LanceDBStorageService:
     # -- the public API --------------------------------------------------------------------
 
     async def get_user_connection(self, user_id: str) -> Any:
-        """The user's LanceDB async connection: S3 for the S3-primary mode, else local."""
-        return await (await self._store(user_id)).connection()
+        """The user's LanceDB async connection: S3 for the S3-primary mode, else local.
+
+        The write log is flushed first, so the table holds every write acknowledged so far.
+        """
+        store = await self._store(user_id)
+        await store.flush()
+        return await store.connection()
+
+    async def flush(self, user_id: str) -> None:
+        """Move the user's acknowledged writes from the write log into a Lance version now.
+
+        Normally a background flush does this in batches; sync, backup, restore, status and
+        close flush first by themselves.
+        """
+        await (await self._store(user_id)).flush()
 
     async def add_documents(self, user_id: str, documents: Sequence[dict[str, Any]]) -> int:
         """Add documents (``id``, ``text``, ``vector``, optional ``metadata``); same id replaces.

@@ -16,16 +16,16 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
 from lancesync_bench.storage.schema import TABLE_NAME, records_table, schema, tombstones_table
+from lancesync_bench.storage.tier import TierPolicy, WriteTier
 
 __all__ = ["Clock", "LocalStore", "StoreContext"]
 
@@ -35,11 +35,17 @@ class Clock:
 
     Wall-clock based so that last-writer-wins matches what users expect across devices, and
     never repeating or going backwards within a writer, which sync's per-writer watermarks
-    rely on.
+    rely on. It also never hands out a timestamp at or below one it has *seen* (every record
+    of the table at open, records pulled from other devices): a write always wins over every
+    record its writer could read before it, even when this device's wall clock runs behind.
     """
 
     def __init__(self, floor: int = 0) -> None:
         self.last = floor
+
+    def observe(self, seen: int) -> None:
+        """Move past a timestamp seen in the table (own or another device's)."""
+        self.last = max(self.last, seen)
 
     def take(self, n: int) -> list[int]:
         """``n`` fresh timestamps, each larger than any handed out before."""
@@ -60,6 +66,7 @@ class StoreContext:
         writer: str,
         policy: MaintenancePolicy,
         mode: str,
+        tier: TierPolicy | None = None,
     ) -> None:
         self.user_id = user_id
         self.user_dir = user_dir
@@ -67,6 +74,7 @@ class StoreContext:
         self.writer = writer
         self.policy = policy
         self.mode = mode
+        self.tier = tier or TierPolicy()
 
 
 class LocalStore:
@@ -79,11 +87,18 @@ class LocalStore:
         self._table: Any = None
         self.docs = DocTable(lambda: self._table, dim=ctx.dim)
         self.clock = Clock()
-        # Held while timestamps are taken and records appended, so that a sync snapshot
-        # never misses a write that took its timestamp earlier.
+        # Local writes go through a write log and an in-memory table (see storage.tier);
+        # None where writes commit elsewhere (the S3-primary mode).
+        self.tier: WriteTier | None = None
+        self.wal_dir = ctx.user_dir / f"{TABLE_NAME}.wal"
+        # Held while records reach the Lance table by a path other than the tier (sync's
+        # pulls, a restore's swap), and around commits of stores without a tier, so that a
+        # sync snapshot never misses a write that took its timestamp earlier.
         self.write_lock = asyncio.Lock()
         self._appends_since_maintenance = 0
         self._maintenance: asyncio.Task[Any] | None = None
+        self._indexing: asyncio.Task[None] | None = None
+        self._index_again = False
         # One maintenance pass at a time: two concurrent optimize() calls on one table make
         # Lance reject the second commit (its index rewrite was preempted by the first).
         self.maintenance_lock = asyncio.Lock()
@@ -103,8 +118,21 @@ class LocalStore:
         else:
             self._table = await self.db.create_table(TABLE_NAME, schema=schema(self.ctx.dim))
             await self._table.create_index("id", config=lancedb.index.BTree())
-        await self._init_clock(self.docs)
+        self.tier = WriteTier(
+            self.docs,
+            self.wal_dir,
+            dim=self.ctx.dim,
+            policy=self.ctx.tier,
+            on_flush=self._after_write,
+        )
+        await self.tier.open()  # replays what a crash left in the log
+        self.clock.observe(self.tier.max_updated_at())
         self.start_prewarm()
+        if await self.docs.needs_maintenance(self.ctx.policy):
+            # A table left with many small fragments (an older version's per-write commits,
+            # a crash loop): bring it back to shape without being asked.
+            self._appends_since_maintenance = self.ctx.policy.max_fragments
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain_quietly())
 
     def start_prewarm(self) -> None:
         """Load the table's indexes into the cache in the background (see the policy).
@@ -124,11 +152,7 @@ class LocalStore:
         self._prewarm = asyncio.get_running_loop().create_task(prewarm())
 
     async def _init_clock(self, docs: DocTable) -> None:
-        mine = await docs.keys(where=f"origin = '{self.ctx.writer}'")
-        if mine.num_rows:
-            self.clock.last = max(
-                self.clock.last, int(np.max(mine.column("updated_at").to_numpy()))
-            )
+        self.clock.observe(await docs.max_updated_at())
 
     @property
     def table(self) -> Any:
@@ -142,48 +166,62 @@ class LocalStore:
     # -- writes -----------------------------------------------------------------------------
 
     async def _commit(self, records: pa.Table) -> None:
+        """Commit records where this mode keeps them (stores without a write tier)."""
         await self.docs.append(records)
+
+    async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
+        """Build records with ``n`` fresh timestamps and write them; returns how many.
+
+        Through the tier, taking the timestamps and queueing the log frame happen with no
+        await in between (so a flush never misses a write with an earlier timestamp), and
+        concurrent writers then share a log flush. Without it, under the write lock.
+        """
+        if self.tier is not None:
+            records = build(self.clock.take(n))
+            await self.tier.write(records)
+            return int(records.num_rows)
+        async with self.write_lock:
+            records = build(self.clock.take(n))
+            await self._commit(records)
+        self._after_write()
+        return int(records.num_rows)
 
     async def add(self, documents: Sequence[dict[str, Any]]) -> int:
         """Append the documents (replacing any with the same id); returns how many."""
-        async with self.write_lock:
-            records = records_table(
-                documents,
-                dim=self.ctx.dim,
-                origin=self.ctx.writer,
-                timestamps=self.clock.take(len(documents)),
-            )
-            await self._commit(records)
-        self._after_write()
-        return int(records.num_rows)
+        return await self._write(
+            lambda stamps: records_table(
+                documents, dim=self.ctx.dim, origin=self.ctx.writer, timestamps=stamps
+            ),
+            len(documents),
+        )
 
     async def import_table(self, table: pa.Table) -> int:
-        """Append a whole Arrow table of documents as one commit; returns how many."""
+        """Append a whole Arrow table of documents (one log frame); returns how many."""
         from lancesync_bench.storage.bulk import records_from_arrow
 
-        async with self.write_lock:
-            records = records_from_arrow(
-                table,
-                dim=self.ctx.dim,
-                origin=self.ctx.writer,
-                timestamps=self.clock.take(table.num_rows),
-            )
-            await self._commit(records)
-        self._after_write()
-        return int(records.num_rows)
+        return await self._write(
+            lambda stamps: records_from_arrow(
+                table, dim=self.ctx.dim, origin=self.ctx.writer, timestamps=stamps
+            ),
+            table.num_rows,
+        )
 
     async def delete(self, ids: Sequence[str]) -> int:
         """Append tombstones for ``ids``; returns how many."""
         ids = list(ids)
         if not ids:
             return 0
-        async with self.write_lock:
-            records = tombstones_table(
-                ids, dim=self.ctx.dim, origin=self.ctx.writer, timestamps=self.clock.take(len(ids))
-            )
-            await self._commit(records)
-        self._after_write()
-        return len(ids)
+        return await self._write(
+            lambda stamps: tombstones_table(
+                ids, dim=self.ctx.dim, origin=self.ctx.writer, timestamps=stamps
+            ),
+            len(ids),
+        )
+
+    async def flush(self) -> None:
+        """Move every acknowledged write from the log into the Lance table now."""
+        if self.tier is not None:
+            await self.tier.flush()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -192,22 +230,59 @@ class LocalStore:
         return self.docs
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
-        """The live document, or None."""
+        """The live document, or None (the newest acknowledged write, always)."""
+        if self.tier is not None:
+            return await self.tier.get(doc_id)
         return await (await self.read_docs()).get(doc_id)
 
     async def search(self, vector: Sequence[float], k: int) -> list[dict[str, Any]]:
         """The ``k`` nearest live documents."""
+        if self.tier is not None:
+            return await self.tier.search(vector, k)
         return await (await self.read_docs()).search(vector, k)
 
     # -- maintenance ------------------------------------------------------------------------
 
     def _after_write(self) -> None:
+        """Count a Lance append (a tier flush, a sync pull, a direct commit); compact when due.
+
+        With a write tier, each flush is one fragment of many rows, and maintenance runs every
+        ``max_flushes`` of them; between passes, each flush's rows are added to the id index
+        at once (see :meth:`_index_flushed_rows`).
+        """
         self._appends_since_maintenance += 1
-        if self._appends_since_maintenance >= self.ctx.policy.max_fragments and (
-            self._maintenance is None or self._maintenance.done()
-        ):
+        policy = self.ctx.policy
+        due = policy.max_flushes if self.tier is not None else policy.max_fragments
+        idle = self._maintenance is None or self._maintenance.done()
+        if self._appends_since_maintenance >= due and idle:
             self._appends_since_maintenance = 0
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain_quietly())
+        elif self.tier is not None and idle:
+            self._index_flushed_rows()
+
+    def _index_flushed_rows(self) -> None:
+        """Add the rows of new fragments to the id index, in the background.
+
+        Measured at 10k rows: 20 unindexed fragments of 400 rows made a point read 9.9 ms
+        p50 (each is scanned for the id), 2.4 ms once indexed, 2.0 ms compacted; the index
+        update took 27 ms in a worker thread. One runs at a time; a flush during it asks
+        for another.
+        """
+        if self._indexing is not None and not self._indexing.done():
+            self._index_again = True
+            return
+        self._index_again = False
+
+        async def index() -> None:
+            try:
+                async with self.maintenance_lock:
+                    await self.docs.index_new_rows()
+            except Exception as exc:  # reads stay correct, only slower
+                self.last_error = f"id index update failed: {type(exc).__name__}: {exc}"
+            if self._index_again:
+                self._index_flushed_rows()
+
+        self._indexing = asyncio.get_running_loop().create_task(index())
 
     async def _maintain_quietly(self) -> None:
         try:
@@ -217,13 +292,15 @@ class LocalStore:
 
     async def maintain(self) -> Any:
         """Compact now: drop superseded records, merge fragments, refresh indexes."""
+        await self.flush()
         async with self.maintenance_lock:
             return await self.docs.maintain(self.ctx.policy)
 
     async def wait_idle(self) -> None:
-        """Wait for background maintenance and prewarming to finish (benchmarks call this
-        between phases)."""
-        tasks = {t for t in (self._prewarm, self._maintenance) if t is not None}
+        """Flush the write log, then wait for background maintenance and prewarming to
+        finish (benchmarks call this between phases)."""
+        await self.flush()
+        tasks = {t for t in (self._prewarm, self._maintenance, self._indexing) if t is not None}
         if tasks:
             # wait() neither raises the tasks' errors (they are recorded in last_error) nor
             # their cancellation, while a cancellation of this call still propagates.
@@ -253,7 +330,11 @@ class LocalStore:
         raise self._not_here("refresh")
 
     async def status(self) -> StoreStatus:
-        """Local version and counts; no remote in this mode."""
+        """Local version and counts; no remote in this mode.
+
+        Counting documents reads the Lance table, so the write log is flushed first.
+        """
+        await self.flush()
         return StoreStatus(
             user_id=self.ctx.user_id,
             mode=self.ctx.mode,
@@ -263,6 +344,7 @@ class LocalStore:
             pending_changes=0,
             last_error=self.last_error,
             documents=await self.docs.live_count(),
+            write_tier=None if self.tier is None else self.tier.stats(),
         )
 
     async def close(self) -> None:
@@ -270,6 +352,9 @@ class LocalStore:
         it only fills a cache that goes away with the table)."""
         if self._prewarm is not None and not self._prewarm.done():
             self._prewarm.cancel()
+        if self.tier is not None:
+            await self.tier.close()  # the table folder is now a plain Lance table
+            self.tier = None
         await self.wait_idle()
         self._table = None
         self.db = None

@@ -21,6 +21,11 @@ from lancesync_bench.config import LanceDBSyncConfig
 from lancesync_bench.s3.endpoint import S3Endpoint, Timeouts
 from lancesync_bench.storage.doctable import MaintenancePolicy
 from lancesync_bench.storage.service import LanceDBStorageService
+from lancesync_bench.storage.tier import TierPolicy
+
+# Every write flushed to its own Lance version, as before the write tier: for tests of
+# maintenance and of version-by-version transfers.
+FLUSH_EACH_WRITE = TierPolicy(flush_rows=1)
 
 DIM = 8
 TABLE = "documents"
@@ -76,6 +81,7 @@ def open_service(
     *,
     device: str = "A",
     policy: MaintenancePolicy | None = None,
+    tier: TierPolicy | None = None,
     **env: str,
 ) -> LanceDBStorageService:
     """A storage service for ``mode`` rooted at ``path`` and talking to ``ep``."""
@@ -85,9 +91,10 @@ def open_service(
         # keep_tombstones rule (shared tables keep them) is what the service itself chooses.
         policy = MaintenancePolicy(
             max_fragments=10_000,
+            max_flushes=10_000,
             keep_tombstones=mode in ("local_primary_s3_sync", "s3_primary_local_cache"),
         )
-    return LanceDBStorageService(config, endpoint=ep, policy=policy)
+    return LanceDBStorageService(config, endpoint=ep, policy=policy, tier=tier)
 
 
 def make_docs(

@@ -92,8 +92,9 @@ def test_quick_suite_passes_every_check_and_records_every_figure(
         "security",
     ]
     kill = sections["kill"]["figures"]
-    assert kill["trials"] >= 6 and kill["complete"] == kill["trials"] and kill["rows_lost"] == 0
-    assert set(kill["by_kind"]) == {"sync", "backup", "primary"}
+    assert kill["trials"] >= 9 and kill["complete"] == kill["trials"] and kill["rows_lost"] == 0
+    assert set(kill["by_kind"]) == {"sync", "backup", "primary", "writes"}
+    assert kill["by_kind"]["writes"]["trials"] == 3  # killed during sustained local writes
     outage = sections["outage"]["figures"]["modes"]
     for mode, figures in outage.items():
         assert figures["writes_lost"] == 0, mode

@@ -26,6 +26,7 @@ from lancesync_bench.migrate import MigrationError, content_hash, migrate_async
 from lancesync_bench.migrate.report import MigrationReport
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.storage.service import LanceDBStorageService
+from lancesync_bench.storage.tier import TierPolicy
 from lancesync_bench.storage.transfer import RemoteTable
 
 pytestmark = pytest.mark.integration
@@ -59,11 +60,18 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 async def _write_history(svc: LanceDBStorageService, n: int = 300) -> set[str]:
-    """Several commits: inserts, replacements and deletions; returns the live ids."""
+    """Several commits: inserts, replacements and deletions; returns the live ids.
+
+    Each write is flushed to a Lance version of its own (four versions).
+    """
     await svc.add_documents(USER, make_docs(n // 2, tag="v1"))
+    await svc.flush(USER)
     await svc.add_documents(USER, make_docs(n - n // 2, start=n // 2, tag="v1"))
+    await svc.flush(USER)
     await svc.add_documents(USER, make_docs(25, start=10, tag="v2"))
+    await svc.flush(USER)
     await svc.delete_documents(USER, ["d3", "d4", "d250"])
+    await svc.flush(USER)
     return {f"d{i}" for i in range(n)} - {"d3", "d4", "d250"}
 
 
@@ -105,7 +113,8 @@ def test_desktop_to_web_then_the_desktop_is_refused(s3: S3Endpoint, tmp_path: Pa
         s3_before, local_before = s3_keys(s3), _tree(desktop)
 
         dry = await migrate_async(USER, BACKUP, PRIMARY, env=env, dry_run=True)
-        assert dry.files > 0 and dry.bytes > 0 and len(dry.versions) == 4
+        # Four flushed writes (and the id-index updates that follow flushes) are pending.
+        assert dry.files > 0 and dry.bytes > 0 and len(dry.versions) >= 4
         assert not dry.verified
         assert s3_keys(s3) == s3_before and _tree(desktop) == local_before
 
@@ -324,3 +333,30 @@ def test_cli_pairs_dry_run_and_missing_table(
     text = capsys.readouterr().out
     assert "verified  yes" in text and "next steps:" in text
     assert s3.secret_access_key.reveal() not in text
+
+
+def test_writes_left_in_the_write_log_by_a_crash_are_migrated(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """The app died before its log was flushed: migrate flushes it before moving the table."""
+    env = _env(s3, tmp_path, "dev")
+    wal = tmp_path / "users" / USER / "documents.wal"
+
+    async def scenario() -> None:
+        async with open_service(LOCAL, tmp_path, s3, device="dev") as svc:
+            await svc.add_documents(USER, make_docs(20, tag="v1"))
+        # A second run of the app, abandoned without close() and never flushed (a crash).
+        crashed = open_service(LOCAL, tmp_path, s3, device="dev", tier=TierPolicy(flush_age_s=3600))
+        await crashed.add_documents(USER, make_docs(5, start=20, tag="late"))
+        assert any(p.stat().st_size for p in wal.iterdir())
+
+        dry = await migrate_async(USER, LOCAL, PRIMARY, env=env, dry_run=True)
+        assert any("write-log segment" in note for note in dry.notes)
+        report = await migrate_async(USER, LOCAL, PRIMARY, env=env)
+        assert report.verified
+        async with open_service(PRIMARY, tmp_path / "web", s3, device="web") as svc:
+            got = await svc.get_document(USER, "d24")
+            assert got is not None and got["text"] == "d24 late"
+            assert len(await svc.search(USER, [0.0] * DIM, k=100)) == 25
+
+    asyncio.run(scenario())

@@ -379,6 +379,7 @@ def test_corrupt_backup_file_is_detected_on_restore(
     async def scenario() -> None:
         async with open_service(BACKUP, tmp_path / "A", s3) as a:
             await a.add_documents(USER, make_docs(10, tag="A"))
+            await a.flush(USER)  # two Lance versions, two data files
             await a.add_documents(USER, make_docs(10, start=10, tag="A"))
             assert (await a.backup(USER)).reachable
             backed_up = content_hash(await service_live(a, USER))

@@ -391,14 +391,17 @@ def test_upstream_that_refuses_reaches_the_client_as_a_reset() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free now, and nothing listens on it
-    with S3Proxy(f"http://127.0.0.1:{port}") as proxy, _connect(proxy) as sock:
-        # The proxy resets the client as soon as its upstream connect fails, which can be
-        # before the request is sent: the reset then surfaces in sendall (ECONNRESET, or
-        # EPIPE once the socket is shut), otherwise in recv. A clean EOF (recv returning
-        # b"") or a hang (timeout) fails the test either way.
-        with pytest.raises((ConnectionResetError, BrokenPipeError)):
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
-            sock.recv(1)
+    # The proxy resets the client as soon as its upstream connect fails, which can be
+    # before the request is sent: the reset then surfaces in sendall (ECONNRESET, or EPIPE
+    # once the socket is shut), otherwise in recv. A clean EOF (recv returning b"") or a
+    # hang (timeout) fails the test either way.
+    with (
+        S3Proxy(f"http://127.0.0.1:{port}") as proxy,
+        _connect(proxy) as sock,
+        pytest.raises((ConnectionResetError, BrokenPipeError)),
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        sock.recv(1)
 
 
 # -- lifecycle -------------------------------------------------------------------------------
