@@ -12,8 +12,15 @@ Order of work, chosen so each figure is taken in a known state:
 5. the mode's sync-like calls: sync, backup, restore, cache refresh, miss read; in the
    local-primary modes each one-document sync/backup is followed by the folder-copy
    baselines (``aws s3 sync``, ``rclone sync``) copying the same table change;
-6. the LanceDB baselines (:mod:`lancesync_bench.bench.baselines`): plain LanceDB on local
-   disk, and on S3 for the S3-primary mode, with the same ids and query vectors.
+6. the scenario's [recall] hard sets, where this cell runs them: the service's vector
+   search on harder data in a table of its own (:mod:`lancesync_bench.bench.recall`);
+7. the LanceDB baselines (:mod:`lancesync_bench.bench.baselines`): plain LanceDB on local
+   disk, and on S3 for the S3-primary mode, with the same ids and query vectors;
+8. where this cell runs it, the plain-LanceDB sweep of search parameters
+   (:mod:`lancesync_bench.bench.search_sweep`).
+
+In the scenario's first default profile, cheap operations (median < :data:`CHEAP_MS`) in
+steps 3-4 repeat past ``repetitions`` up to ``cheap_samples`` within a time budget.
 """
 
 from __future__ import annotations
