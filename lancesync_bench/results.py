@@ -54,8 +54,12 @@ __all__ = [
 # Bump on any change a reader must know about (new, renamed or removed fields, changed
 # units). Version 2 added ``machine_slowdown`` to the samples and the steady-sample figures
 # to stats and verdicts; version 1 runs still load, with those columns missing (NaN).
-SCHEMA_VERSION = 2
-_READABLE_VERSIONS = frozenset({1, SCHEMA_VERSION})
+# Version 3 added confidence intervals (stats: p50/p95/p99_ci_low/high_ms; verdicts:
+# ci_low, ci_high, confidence), recall verdict rows (unit, value, data) and where each
+# target came from (target_source); UNSURE joined the statuses. Older runs load with those
+# columns missing.
+SCHEMA_VERSION = 3
+_READABLE_VERSIONS = frozenset({1, 2, SCHEMA_VERSION})
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.csv"
 Phase = Literal["warmup", "cold", "warm"]
@@ -107,6 +111,14 @@ class StatsRow(_Key):
     steady_n: NotRequired[int | None]  # samples with machine_slowdown < 2
     steady_p95_ms: NotRequired[float | None]  # of the steady samples, with the same n guard
     steady_p99_ms: NotRequired[float | None]
+    # Distribution-free 95% intervals of the percentiles (lancesync_bench.stats.
+    # percentile_interval); None where n cannot support one (p95 needs 72, p99 368).
+    p50_ci_low_ms: NotRequired[float | None]
+    p50_ci_high_ms: NotRequired[float | None]
+    p95_ci_low_ms: NotRequired[float | None]
+    p95_ci_high_ms: NotRequired[float | None]
+    p99_ci_low_ms: NotRequired[float | None]
+    p99_ci_high_ms: NotRequired[float | None]
 
 
 class VerdictRow(_Key):
@@ -123,6 +135,15 @@ class VerdictRow(_Key):
     steady_value_ms: NotRequired[float | None]  # the judged statistic of the steady samples
     # For a FAIL at p95/p99 only: the steady samples' figure against the same target.
     steady_status: NotRequired[Status | None]
+    # Version 3: the judged figure with its unit ("ms", or "recall" for recall@10 rows,
+    # whose value_ms is None), its interval (None: n too small) and the interval's level.
+    unit: NotRequired[str]
+    value: NotRequired[float | None]
+    ci_low: NotRequired[float | None]
+    ci_high: NotRequired[float | None]
+    confidence: NotRequired[float]
+    target_source: NotRequired[str]  # "default" or the scenario file that set the target
+    data: NotRequired[str]  # recall rows: the data measured on (dataset, rows, dim, queries)
 
 
 SAMPLE_COLUMNS: tuple[str, ...] = tuple(SampleRow.__annotations__)

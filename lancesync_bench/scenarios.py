@@ -16,7 +16,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,10 +24,12 @@ from typing import Any
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
 from lancesync_bench.errors import ConfigError
 from lancesync_bench.stats import Targets
-from lancesync_bench.workload import Workload
+from lancesync_bench.workload import DATASETS, Dataset, Workload
 
 __all__ = [
+    "DATASETS",
     "Profile",
+    "RecallSpec",
     "Scenario",
     "SweepSpec",
     "Targets",
@@ -82,10 +84,40 @@ class WorkloadSpec:
     warmup: int = 5  # fills metadata caches and connection pools; cold is measured apart
     queries: int = 100  # recall@10 over 100 queries moves in steps of 0.001
     n_clusters: int = 32  # see Workload
+    data: Dataset = "clustered"  # the embeddings' shape (see Workload)
+    # Cheap operations (median < 10 ms) in the first default profile's cells repeat until
+    # cheap_samples or their time budget: tail_budget_s for those judged at p99, else
+    # cheap_budget_s (see CellPlan.for_scenario). 0 samples: `repetitions` only.
+    cheap_samples: int = 1000
+    cheap_budget_s: float = 1.5
+    tail_budget_s: float = 4.0
 
-    def workload(self) -> Workload:
-        """The seeded document generator these settings describe."""
-        return Workload(self.seed, self.dim, n_clusters=self.n_clusters)
+    def workload(self, data: Dataset | None = None) -> Workload:
+        """The seeded document generator these settings describe (``data`` overrides)."""
+        return Workload(self.seed, self.dim, n_clusters=self.n_clusters, data=data or self.data)
+
+
+@dataclass(frozen=True)
+class RecallSpec:
+    """Vector search on harder data beside the workload's own, and a search-parameter sweep.
+
+    In the cells of the scenario's first default profile whose size is in ``sizes``
+    (``quick_sizes`` in quick mode), the service's vector search is timed and its recall@10
+    judged on each of ``datasets`` too (a table of its own, same size and dim), and plain
+    LanceDB is swept over ``sweep_nprobes`` x ``sweep_refine`` on the workload's data and on
+    each dataset (``sweep_queries`` queries per setting), for the latency-vs-recall figure.
+    """
+
+    datasets: tuple[Dataset, ...] = ("uniform",)
+    sizes: tuple[int, ...] = (10_000,)
+    quick_sizes: tuple[int, ...] = ()
+    # nprobes from a fifth to four times the service's 20: where recall saturates and what
+    # each doubling costs.
+    sweep_nprobes: tuple[int, ...] = (5, 10, 20, 40, 80)
+    # refine_factor 0 is "no refine step"; 10 re-ranks 10x k candidates on full vectors.
+    sweep_refine: tuple[int, ...] = (0, 10)
+    # 50 queries per setting: recall to +-0.03 and a p50, at ~10 settings x 2 datasets.
+    sweep_queries: int = 50
 
 
 @dataclass(frozen=True)
@@ -118,6 +150,19 @@ class Scenario:
     profiles: tuple[Profile, ...]
     targets: Targets
     sweep: SweepSpec | None = None  # no [sweep] table: no concurrency sweep
+    recall: RecallSpec | None = None  # no [recall] table: recall on the workload's data only
+    # Target name -> "default" or this file, when its [targets] table sets one of its keys.
+    target_sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def target_source(self, name: str) -> str:
+        """Where target ``name`` came from: ``"default"`` or the scenario file."""
+        return self.target_sources.get(name, "default")
+
+    def recall_sizes(self, *, quick: bool = False) -> tuple[int, ...]:
+        """Table sizes whose cells also measure the [recall] datasets (none without one)."""
+        if self.recall is None:
+            return ()
+        return self.recall.quick_sizes if quick else self.recall.sizes
 
     def profile(self, name: str) -> Profile:
         """The profile called ``name``; ConfigError naming the choices when there is none."""
@@ -169,10 +214,20 @@ class Scenario:
             },
             "profiles": [asdict(p) for p in self.profiles],
             "targets": asdict(self.targets),
+            "target_sources": dict(self.target_sources),
+            "recall": None
+            if self.recall is None
+            else {
+                k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.recall).items()
+            },
             "sweep": None
             if self.sweep is None
             else {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.sweep).items()},
         }
+
+
+def _listed(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
 _REQUIRED: Any = object()  # marks a key without a default
@@ -207,6 +262,7 @@ _TOP: dict[str, tuple[Check, Any]] = {
     "profiles": (_TABLE, _REQUIRED),
     "targets": (_TABLE, {}),
     "sweep": (_TABLE, None),
+    "recall": (_TABLE, None),
 }
 _POSITIVE = ("batch_size", "repetitions", "quick_repetitions", "queries", "n_clusters")
 _WORKLOAD: dict[str, tuple[Check, Any]] = {
@@ -215,6 +271,10 @@ _WORKLOAD: dict[str, tuple[Check, Any]] = {
     "dim": ((lambda v: _is_int(v, 1, 16384), "an integer from 1 to 16384"), _REQUIRED),
     "seed": ((lambda v: _is_int(v, 0), "an integer from 0 to 2**63-1"), _REQUIRED),
     "warmup": ((lambda v: _is_int(v, 0), "an integer >= 0"), WorkloadSpec.warmup),
+    "data": ((lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"), "clustered"),
+    "cheap_samples": ((lambda v: _is_int(v, 0), "an integer >= 0"), WorkloadSpec.cheap_samples),
+    "cheap_budget_s": ((_is_number, "a number of seconds >= 0"), WorkloadSpec.cheap_budget_s),
+    "tail_budget_s": ((_is_number, "a number of seconds >= 0"), WorkloadSpec.tail_budget_s),
 } | {k: (_POS, getattr(WorkloadSpec, k)) for k in _POSITIVE}
 _PROFILE: dict[str, tuple[Check, Any]] = {
     "rtt_ms": (_MS, _REQUIRED),
@@ -242,7 +302,49 @@ _SWEEP: dict[str, tuple[Check, Any]] = {
 _TARGETS: dict[str, tuple[Check, Any]] = {
     name: ((lambda v: _is_number(v) and v > 0, "a positive number"), f.default)
     for name, f in Targets.__dataclass_fields__.items()
-} | {"vector_top10_size": (_POS, 100_000)}
+} | {
+    "vector_top10_size": (_POS, Targets.vector_top10_size),
+    "recall_at_10": (
+        (lambda v: _is_number(v) and 0 < v <= 1, "a share from 0 (excluded) to 1"),
+        Targets.recall_at_10,
+    ),
+}
+# Which [targets] keys set each judged target (for "where did this target come from").
+TARGET_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "local_read": ("local_read_ms",),
+        "local_write": ("local_write_ms",),
+        "s3_read": ("s3_min_ms", "s3_max_ms"),
+        "s3_write": ("s3_min_ms", "s3_max_ms"),
+        "local_point_read": ("local_point_read_p99_ms",),
+        "vector_top10": ("vector_top10_p99_ms", "vector_top10_size"),
+        "recall_at_10": ("recall_at_10",),
+    }
+)
+_LIST_OF_POS: Check = (
+    lambda v: isinstance(v, list) and all(_is_int(x, 0) for x in v) and len(set(v)) == len(v),
+    "a list of distinct integers >= 0",
+)
+_RECALL: dict[str, tuple[Check, Any]] = {
+    "datasets": (
+        (
+            lambda v: isinstance(v, list) and bool(v) and all(x in DATASETS for x in v),
+            f"a non-empty list of {', '.join(DATASETS)}",
+        ),
+        list(RecallSpec.datasets),
+    ),
+    "sizes": (_SIZES, list(RecallSpec.sizes)),
+    "quick_sizes": (
+        (lambda v: v == [] or _is_sizes(v), "a list of distinct positive integers"),
+        [],
+    ),
+    "sweep_nprobes": (
+        (lambda v: _LIST_OF_POS[0](v) and all(x >= 1 for x in v), "a list of integers >= 1"),
+        list(RecallSpec.sweep_nprobes),
+    ),
+    "sweep_refine": (_LIST_OF_POS, list(RecallSpec.sweep_refine)),
+    "sweep_queries": (_POS, RecallSpec.sweep_queries),
+}
 
 
 def _read(
@@ -344,10 +446,14 @@ def load_scenario(path: str | Path) -> Scenario:
     w["quick_sizes"] = tuple(w["quick_sizes"] or [min(w["sizes"])])
     targets: dict[str, Any] = _read(where, top["targets"], "targets", _TARGETS)
     targets = {k: float(v) if k.endswith("_ms") else v for k, v in targets.items()}
+    targets["recall_at_10"] = float(targets["recall_at_10"])
     if targets["s3_min_ms"] >= targets["s3_max_ms"]:
         raise ConfigError(f"{where}: targets.s3_min_ms: must be below targets.s3_max_ms")
+    sources = {
+        name: where for name, keys in TARGET_KEYS.items() if any(k in top["targets"] for k in keys)
+    }
     profiles = _parse_profiles(where, top["profiles"])
-    sweep = top["sweep"]
+    sweep, recall = top["sweep"], top["recall"]
     return Scenario(
         name=top["name"] or Path(path).stem,
         description=top["description"],
@@ -358,6 +464,20 @@ def load_scenario(path: str | Path) -> Scenario:
         profiles=profiles,
         targets=Targets(**targets),
         sweep=None if sweep is None else _parse_sweep(where, sweep, w["sizes"], profiles),
+        recall=None if recall is None else _parse_recall(where, recall),
+        target_sources=MappingProxyType(sources),
+    )
+
+
+def _parse_recall(path: str, data: Mapping[str, Any]) -> RecallSpec:
+    f = _read(path, data, "recall", _RECALL)
+    return RecallSpec(
+        datasets=tuple(f["datasets"]),
+        sizes=tuple(f["sizes"]),
+        quick_sizes=tuple(f["quick_sizes"]),
+        sweep_nprobes=tuple(f["sweep_nprobes"]),
+        sweep_refine=tuple(f["sweep_refine"]),
+        sweep_queries=f["sweep_queries"],
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from lancesync_bench.bench.cell import CellPlan, measure_cell
 from lancesync_bench.bench.env_scenario import env_scenario
+from lancesync_bench.bench.mode_summary import format_summary
 from lancesync_bench.bench.recorder import FailedOperation, failure_text
 from lancesync_bench.bench.summary import format_baselines
 from lancesync_bench.bench.sweep import SweepError, run_sweep
@@ -22,6 +23,7 @@ from lancesync_bench.bench.verdicts import (
     format_machine_noise,
     format_verdicts,
     machine_noise,
+    recall_rows,
     stats_rows,
     verdict_rows,
 )
@@ -61,7 +63,7 @@ class RunOutcome:
     """Where the results went and what they say."""
 
     run_dir: Path
-    verdict_table: str  # ends with the run's machine-noise line
+    verdict_table: str  # summary per storage mode, the table, the machine-noise line
     comparison_table: str
     failures: int  # verdicts that missed their target
     s3_reason: str
@@ -213,6 +215,8 @@ def _measure_all(
             quick=opts.quick,
             baselines=opts.baselines,
             tools=(sc.name, profile.name, size) in with_tools,
+            profile=profile.name,
+            size=size,
         )
         rec = asyncio.run(
             measure_cell(
@@ -296,7 +300,7 @@ def run_benchmark(
     samples = got.samples
     by_name = {sc.name: sc for sc in scenarios}
     stats = stats_rows(samples)
-    verdicts = verdict_rows(stats, by_name)
+    verdicts = verdict_rows(stats, by_name) + recall_rows(got.cells, by_name)
     comparisons = comparison_rows(samples)
     noise = machine_noise(samples)
     skipped = _skip_rows(got.cells) + sweep_skips
@@ -328,8 +332,12 @@ def run_benchmark(
     )
     return RunOutcome(
         run_dir=json_path.parent,
-        # The noise line rides with the table, so it is printed once wherever the table is.
-        verdict_table=f"{format_verdicts(verdicts)}\n{format_machine_noise(noise)}",
+        # The answer leads (one line per storage mode), then the details; the noise line
+        # rides with the table, so it is printed once wherever the table is.
+        verdict_table=(
+            f"{format_summary(verdicts)}\n\n{format_verdicts(verdicts)}\n"
+            f"{format_machine_noise(noise)}"
+        ),
         comparison_table=format_baselines(comparisons),
         failures=sum(v["status"] == "FAIL" for v in verdicts),
         s3_reason=f"{selection.kind} ({selection.reason})",

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lancesync_bench.bench.probe import REFERENCE_PATH
 from lancesync_bench.config import StorageMode
+from lancesync_bench.intervals import (
+    CONFIDENCE,
+    Interval,
+    interval_min_samples,
+    judge_interval,
+    judge_recall,
+    percentile_interval,
+)
 from lancesync_bench.results import SampleRow, StatsRow, VerdictRow
 from lancesync_bench.scenarios import Scenario
 from lancesync_bench.stats import (
     SLOWED,
     Summary,
     compare,
-    judge,
     steady,
     steady_status,
     summarize,
@@ -28,6 +36,7 @@ __all__ = [
     "format_machine_noise",
     "format_verdicts",
     "machine_noise",
+    "recall_rows",
     "stats_rows",
     "targets_for",
     "verdict_rows",
@@ -41,7 +50,8 @@ def stats_rows(samples: Iterable[SampleRow]) -> list[StatsRow]:
 
     Each row also counts the samples taken while the machine was slowed and gives the
     percentiles of the steady rest (:func:`lancesync_bench.stats.steady`); the summary
-    itself is of every sample.
+    itself is of every sample. p50, p95 and p99 carry their 95% intervals
+    (:func:`lancesync_bench.stats.percentile_interval`; None where n is too small).
     """
     groups: dict[tuple[object, ...], list[SampleRow]] = defaultdict(list)
     for s in samples:
@@ -52,8 +62,13 @@ def stats_rows(samples: Iterable[SampleRow]) -> list[StatsRow]:
         summary = summarize(values_ns)
         noise = steady(values_ns, [m.get("machine_slowdown") for m in members])
         fields = dict(zip(_KEY, key, strict=True))
+        cis: dict[str, float | None] = {}
+        for q in (50, 95, 99):
+            ci = percentile_interval(values_ns, q)
+            cis[f"p{q}_ci_low_ms"] = None if ci is None else ci.low
+            cis[f"p{q}_ci_high_ms"] = None if ci is None else ci.high
         rows.append(
-            StatsRow(**fields, **summary.as_dict(), **noise.as_dict())  # type: ignore[typeddict-item]
+            StatsRow(**fields, **summary.as_dict(), **noise.as_dict(), **cis)  # type: ignore[typeddict-item]
         )
     return rows
 
@@ -119,7 +134,8 @@ def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scena
         names.append("s3_write" if s3_primary else "local_write")
     elif operation == "point_read":
         names += ["local_read", "local_point_read"]
-    elif operation == "vector_search":
+    elif operation == "vector_search" or operation.startswith("vector_search_"):
+        # vector_search_<data>: the same search on a [recall] hard set, judged alike.
         names.append("local_read")
         if size == scenario.targets.vector_top10_size:
             names.append("vector_top10")
@@ -149,7 +165,10 @@ def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> l
                 p99_ms=st["p99_ms"],
                 max_ms=st["max_ms"] or 0.0,
             )
-            v = judge(summary, target, profile=st["profile"])
+            cis: dict[str, Any] = dict(st)
+            low, high = cis.get(f"{target.stat}_ci_low_ms"), cis.get(f"{target.stat}_ci_high_ms")
+            ci = None if low is None or high is None else Interval(low, high)
+            v = judge_interval(summary, target, ci, profile=st["profile"])
             # Only p95 and p99 have a steady figure: the targets judged there are the ones a
             # few slowed samples can tip over.
             by_stat = {"p95": st.get("steady_p95_ms"), "p99": st.get("steady_p99_ms")}
@@ -173,6 +192,55 @@ def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> l
                     steady_status=steady_status(
                         v.status, target, steady_value, profile=st["profile"]
                     ),
+                    unit="ms",
+                    value=v.value_ms,
+                    ci_low=None if ci is None else ci.low,
+                    ci_high=None if ci is None else ci.high,
+                    confidence=CONFIDENCE,
+                    target_source=scenario.target_source(name),
+                )
+            )
+    return rows
+
+
+def recall_rows(
+    cells: Iterable[dict[str, Any]], scenarios: dict[str, Scenario]
+) -> list[VerdictRow]:
+    """recall@10 of every timed vector search (a cell's ``recall`` extras), judged.
+
+    PASS when the whole bootstrap interval of the mean recall is at or above the scenario's
+    ``recall_at_10`` target, FAIL when it is wholly below, UNSURE otherwise.
+    """
+    rows: list[VerdictRow] = []
+    for cell in cells:
+        scenario = scenarios[cell["scenario"]]
+        minimum = scenario.targets.recall_at_10
+        for r in cell.get("recall", []):
+            ci = None if r["ci_low"] is None else Interval(r["ci_low"], r["ci_high"])
+            status = judge_recall(r["mean"], ci, minimum)
+            shown = f"recall@10 {r['mean']:.3f}"
+            note = f"{shown} ({ci.describe('recall')})" if ci else f"{shown} (no interval)"
+            rows.append(
+                VerdictRow(
+                    scenario=cell["scenario"],
+                    storage_mode=scenario.storage_mode.value,
+                    profile=cell["profile"],
+                    size=cell["size"],
+                    operation=r["operation"],
+                    path="service",
+                    target="recall_at_10",
+                    criterion=f"recall@10 >= {minimum:g}",
+                    status=status,
+                    value_ms=None,
+                    note=f"{note} vs >= {minimum:g} on {r['data']}",
+                    n=r["queries"],
+                    unit="recall",
+                    value=r["mean"],
+                    ci_low=None if ci is None else ci.low,
+                    ci_high=None if ci is None else ci.high,
+                    confidence=CONFIDENCE,
+                    target_source=scenario.target_source("recall_at_10"),
+                    data=r["data"],
                 )
             )
     return rows
@@ -195,9 +263,44 @@ def _verdict_text(r: VerdictRow) -> str:
         # Slowed samples, but too few steady ones left for the percentile: say so, rather
         # than let a bare FAIL read as "the machine was not the cause".
         return f"FAIL (steady {stat}: too few steady samples)"
+    if r["status"] == "UNSURE" and "ci_low" in r and r.get("ci_low") is None:
+        return "UNSURE (n too small)"
+    if r.get("unit") == "recall" and r.get("data"):
+        return f"{r['status']} (on {r.get('data')})"  # recall is stated with its data
     return r["status"]
 
 
+def _value_text(r: VerdictRow) -> str:
+    if r.get("unit") == "recall":
+        value = r.get("value")
+        return "-" if value is None else f"{value:.3f}"
+    return "-" if r["value_ms"] is None else f"{r['value_ms']:.2f} ms"
+
+
+def _interval_text(r: VerdictRow) -> str:
+    """The interval column: ``3.90-5.10 ms``, ``0.412-0.471``, ``n too small`` or ``-``."""
+    if "ci_low" not in r:
+        return "-"  # an older run: no interval was computed
+    low, high = r.get("ci_low"), r.get("ci_high")
+    if low is None or high is None:
+        return "n too small"
+    if r.get("unit") == "recall":
+        return f"{low:.3f}-{high:.3f}"
+    return f"{low:.2f}-{high:.2f} ms"
+
+
+def _source_text(r: VerdictRow) -> str:
+    source = r.get("target_source") or "default"
+    return source if source == "default" else Path(source).name
+
+
+_INTERVAL_LEGEND = (
+    f"95% CI: distribution-free interval of the judged percentile (recall: bootstrap over "
+    f"queries). PASS: the whole interval meets the target; FAIL: the whole interval misses "
+    f"it; UNSURE: it straddles the target, or n is too small for an interval (p95 needs "
+    f"{interval_min_samples(95)}, p99 {interval_min_samples(99)} samples). source: default "
+    f"(the spec) or the scenario file whose [targets] set it."
+)
 _LEGEND = (
     f"slowed: samples taken while the CPU ran at half speed or worse (machine_slowdown >= "
     f"{SLOWED:g}); FAIL (machine: ...): missed on all samples, met on the steady ones alone "
@@ -215,9 +318,9 @@ def format_verdicts(rows: Iterable[VerdictRow]) -> str:
     rows = sorted(rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"]))
     noisy = any(r.get("slowed_n") is not None for r in rows)
     header = ["scenario", "profile", "size", "operation", "target", "criterion", "value"]
-    lines = [(*header, *(["slowed"] if noisy else []), "verdict")]
+    lines = [(*header, "95% CI", *(["slowed"] if noisy else []), "source", "verdict")]
     for r in rows:
-        value = "-" if r["value_ms"] is None else f"{r['value_ms']:.2f} ms"
+        value = _value_text(r)
         slowed = r.get("slowed_n")
         noise = ["-" if slowed is None else f"{slowed}/{r.get('n')}"] if noisy else []
         lines.append(
@@ -229,11 +332,13 @@ def format_verdicts(rows: Iterable[VerdictRow]) -> str:
                 r["target"],
                 r["criterion"],
                 value,
+                _interval_text(r),
                 *noise,
+                _source_text(r),
                 _verdict_text(r),
             )
         )
-    table = _columns(lines)
+    table = f"{_columns(lines)}\n{_INTERVAL_LEGEND}"
     return f"{table}\n{_LEGEND}" if noisy else table
 
 

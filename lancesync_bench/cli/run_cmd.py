@@ -10,7 +10,7 @@ from typing import Any
 from lancesync_bench.cli.outputs import check_output_folder
 from lancesync_bench.s3.select import KINDS
 
-__all__ = ["register"]
+__all__ = ["exit_code", "register"]
 
 _DESCRIPTION = """\
 Measure read and write latency of every scenario's storage mode, through the real storage
@@ -26,15 +26,19 @@ and the service/baseline ratios are printed at the end.
 With no arguments: every scenario, the default profiles (loopback and same-region), on
 the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the embedded
 SeaweedFS). About 5 minutes on 2 quiet cores; --quick (no sweep, fewer repetitions)
-under 2 minutes. The verdict table marks samples taken while the CPU ran slow (a probe
-around each operation) and prints a reference job's spread: see the README.
+under 2 minutes. The verdict leads with one line per storage mode, then the table: each
+judged percentile with its 95% interval (PASS/FAIL only when the whole interval is on one
+side of the target, else UNSURE), recall@10 beside every vector search, where each target
+came from (default or a scenario's [targets]), samples taken while the CPU ran slow, and a
+reference job's spread: see the README.
 
 --env measures your own configuration instead: the storage mode FRONTEND_TYPE,
 BACKEND_LOCATION and the other variables `config` reads resolve to (errors as `config`
 reports them), with the workload of the scenario file of that mode.
 
-Exit status: 0 measured, 1 some operations failed (never recorded as samples; listed at
-the end and in results.json), 2 bad arguments, scenario or configuration.
+Exit status: 0 measured; 1 some operations failed (never recorded as samples; listed at
+the end and in results.json), or with --fail-on-miss a judged target is FAIL; 2 bad
+arguments, scenario or configuration.
 """
 
 
@@ -87,6 +91,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--fail-on-miss",
+        action="store_true",
+        help="exit 1 when any judged target is FAIL (UNSURE does not fail; 2: bad input)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -129,10 +138,22 @@ def _run(args: argparse.Namespace) -> int:
     if outcome.failures:
         print(f"{outcome.failures} target(s) missed")
     elif outcome.failed_operations:
-        print("the measured targets hold, but the run is incomplete: operations failed")
+        print("no judged target missed, but the run is incomplete: operations failed")
     else:
-        print("all measured targets hold (BELOW = under the S3 band: loopback or emulated network)")
+        print(
+            "no judged target missed (BELOW = under the S3 band: loopback or emulated network;"
+            " UNSURE = the interval straddles the target or n is too small)"
+        )
     if outcome.failed_operations:
         print(format_failures(outcome.failed_operations))
-        return 1
-    return 0
+    return exit_code(
+        outcome.failures,
+        fail_on_miss=args.fail_on_miss,
+        failed_operations=bool(outcome.failed_operations),
+    )
+
+
+def exit_code(failures: int, *, fail_on_miss: bool, failed_operations: bool = False) -> int:
+    """1 when operations failed, or with ``--fail-on-miss`` when a judged target is FAIL;
+    else 0 (UNSURE never fails)."""
+    return 1 if failed_operations or (fail_on_miss and failures) else 0

@@ -22,6 +22,7 @@ from lancesync_bench.report.figures import latency_figure, requests_figure
 from lancesync_bench.report.growth import size_growth_figure, users_growth_figure
 from lancesync_bench.report.html import render_html
 from lancesync_bench.report.profiles import profiles_figure
+from lancesync_bench.report.recall import recall_figure, sweep_points
 from lancesync_bench.report.style import to_png
 from lancesync_bench.report.tables import (
     baseline_ratios,
@@ -29,6 +30,7 @@ from lancesync_bench.report.tables import (
     stats_table,
     verdict_counts,
     verdict_figure,
+    verdict_summary,
     verdict_table,
 )
 
@@ -43,15 +45,18 @@ __all__ = [
     "load_report_data",
     "machine_noise_text",
     "profiles_figure",
+    "recall_figure",
     "render_html",
     "requests_figure",
     "size_growth_figure",
     "stats_table",
+    "sweep_points",
     "sweep_samples",
     "to_png",
     "users_growth_figure",
     "verdict_counts",
     "verdict_figure",
+    "verdict_summary",
     "verdict_table",
     "write_report",
 ]

@@ -15,6 +15,7 @@ from lancesync_bench.report.figures import latency_figure, requests_figure
 from lancesync_bench.report.growth import size_growth_figure, users_growth_figure
 from lancesync_bench.report.html import ReportImage, render_html
 from lancesync_bench.report.profiles import profiles_figure
+from lancesync_bench.report.recall import recall_figure
 from lancesync_bench.report.style import to_png
 from lancesync_bench.report.tables import verdict_figure
 
@@ -36,6 +37,11 @@ FIGURES: tuple[tuple[str, str, Callable[[ReportData], Figure | None]], ...] = (
         requests_figure,
     ),
     ("profiles", "Loopback vs emulated network profiles (median latency)", profiles_figure),
+    (
+        "latency_recall",
+        "Latency vs recall@10 over nprobes x refine_factor (plain LanceDB, same data)",
+        recall_figure,
+    ),
     ("growth_size", "Latency vs table size", size_growth_figure),
     ("growth_users", "Latency vs concurrent users (concurrency sweep)", users_growth_figure),
     (

@@ -20,6 +20,7 @@ from lancesync_bench.report.tables import (
     machine_noise_text,
     stats_table,
     verdict_counts,
+    verdict_summary,
     verdict_table,
 )
 
@@ -44,7 +45,7 @@ th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:
 th{background:#eee;position:sticky;top:0}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .PASS{background:#C7EBD9} .FAIL{background:#F6C6AD;font-weight:bold}
-.BELOW{background:#CFE8F7} .NA{background:#E6E6E6}
+.BELOW{background:#CFE8F7} .NA{background:#E6E6E6} .UNSURE{background:#FBE7A6}
 .badge{display:inline-block;padding:.15rem .6rem;margin-right:.4rem;border-radius:.8rem}
 figure{margin:1.5rem 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9rem}
@@ -208,6 +209,7 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         else "<p>No statistics in this run.</p>"
     )
     title = f"lancesync-bench report: run {data.run_id}"
+    summary_html = "".join(f"<p><b>{escape(line)}</b></p>" for line in verdict_summary(data))
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -216,8 +218,12 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         '<nav><a href="#verdicts">Verdicts</a><a href="#figures">Figures</a>'
         '<a href="#stats">Statistics</a></nav>'
         f'<h2 id="verdicts">Verdicts against the documented targets</h2><p>{badges}</p>'
+        f"{summary_html}"
         "<p>Local targets are judged at p95 (p99 where the target says so), the S3 band at "
-        "p50. N/A: too few samples for the statistic (p95 needs 20, p99 needs 100).</p>"
+        "p50, each with a 95% interval: PASS or FAIL only when the whole interval is on one "
+        "side of the target, UNSURE when it straddles it or n is too small for one (p95 "
+        "needs 72 samples, p99 368). recall@10 rows sit beside every vector search. "
+        "N/A: too few samples for the statistic.</p>"
         f"<p>{escape(machine_noise_text(data))} {escape(MACHINE_LEGEND)}</p>"
         f'{verdict_html}<h2 id="figures">Figures</h2>{_figures(images)}'
         '<h2 id="stats">Statistics (cold and warm phases; warm-up excluded)</h2>'

@@ -36,7 +36,13 @@ __all__ = [
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
 # Light fills for verdict cells; the status word is always printed too, so colour is a cue,
 # never the only one.
-STATUS_COLORS = {"PASS": "#C7EBD9", "FAIL": "#F6C6AD", "BELOW": "#CFE8F7", "N/A": "#E6E6E6"}
+STATUS_COLORS = {
+    "PASS": "#C7EBD9",
+    "FAIL": "#F6C6AD",
+    "UNSURE": "#FBE7A6",
+    "BELOW": "#CFE8F7",
+    "N/A": "#E6E6E6",
+}
 MARKERS = ("o", "s", "D", "^", "v", "P", "X")  # a second cue beside colour, per series
 TIMES = "\N{MULTIPLICATION SIGN}"  # spelled out: ruff rightly flags a literal one
 CAVEAT = "loopback / emulated-RTT S3 on a local server, not cloud S3"

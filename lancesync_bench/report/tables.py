@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lancesync_bench.report.data import (
@@ -31,11 +32,12 @@ __all__ = [
     "stats_table",
     "verdict_counts",
     "verdict_figure",
+    "verdict_summary",
     "verdict_table",
 ]
 
 # Failures first: the row a reader must see is the top one.
-STATUS_ORDER = ("FAIL", "PASS", "BELOW", "N/A")
+STATUS_ORDER = ("FAIL", "UNSURE", "PASS", "BELOW", "N/A")
 _VERDICT_COLUMNS = (
     "scenario",
     "profile",
@@ -44,6 +46,8 @@ _VERDICT_COLUMNS = (
     "target",
     "criterion",
     "value",
+    "interval",
+    "source",
     "status",
     "slowed",
     "steady_value",
@@ -96,8 +100,31 @@ def _profile_rank(data: ReportData, profiles: Iterable[object]) -> list[int]:
     return [order.index(str(p)) if str(p) in order else len(order) for p in profiles]
 
 
+def _value_text(unit: object, value: object, value_ms: object) -> str:
+    """The judged figure: ms with two decimals, recall with three; "-" when missing."""
+    if unit == "recall":
+        return "-" if _missing(value) else f"{float(value):.3f}"  # type: ignore[arg-type]
+    return _fmt_ms(value_ms)
+
+
+def _interval_text(unit: object, low: object, high: object, status: object) -> str:
+    """``3.90-5.10`` (ms or recall); "n too small" for an UNSURE without one; else "-"."""
+    if _missing(low) or _missing(high):
+        return "n too small" if status == "UNSURE" else "-"
+    digits = 3 if unit == "recall" else 2
+    return f"{float(low):.{digits}f}-{float(high):.{digits}f}"  # type: ignore[arg-type]
+
+
+def _source_text(source: object) -> str:
+    """``default`` or the scenario file's name that set the target ("-": an older run)."""
+    return "-" if _missing(source) else Path(str(source)).name
+
+
 def verdict_table(data: ReportData) -> pd.DataFrame:
     """The verdict rows, failures first, with ``value`` as text in ms ("-" for N/A).
+
+    Recall rows give recall@10 (three decimals) in ``value``; ``interval`` is the 95%
+    confidence interval of the judged figure; ``source`` where the target came from.
 
     ``slowed`` is the slowed samples of all judged ("7/100"), ``steady_value`` the judged
     statistic of the steady samples (text in ms), ``steady_status`` their verdict for a
@@ -108,8 +135,19 @@ def verdict_table(data: ReportData) -> pd.DataFrame:
     v = data.verdicts
     if v.empty:
         return pd.DataFrame(columns=list(_VERDICT_COLUMNS))
+    units = _column(v, "unit")
     out = v.assign(
-        value=[_fmt_ms(x) for x in v["value_ms"]],
+        value=[
+            _value_text(u, x, ms)
+            for u, x, ms in zip(units, _column(v, "value"), v["value_ms"], strict=True)
+        ],
+        interval=[
+            _interval_text(u, lo, hi, st)
+            for u, lo, hi, st in zip(
+                units, _column(v, "ci_low"), _column(v, "ci_high"), v["status"], strict=True
+            )
+        ],
+        source=[_source_text(x) for x in _column(v, "target_source")],
         slowed=[
             _slowed_text(a, b) for a, b in zip(_column(v, "slowed_n"), _column(v, "n"), strict=True)
         ],
@@ -123,6 +161,21 @@ def verdict_table(data: ReportData) -> pd.DataFrame:
     )
     out = out.sort_values(["_rank", "scenario", "_net", "size", "_op", "operation", "target"])
     return out[list(_VERDICT_COLUMNS)].reset_index(drop=True)
+
+
+def verdict_summary(data: ReportData) -> list[str]:
+    """The verdict's answer: one line per storage mode (:mod:`lancesync_bench.bench.summary`)."""
+    from lancesync_bench.bench.mode_summary import mode_summaries
+
+    records = [
+        {k: None if _missing(v) else v for k, v in row.items()}
+        for row in data.verdicts.to_dict("records")
+    ]
+    for r in records:
+        if r.get("unit") is None:  # a run before schema 3: no interval was computed
+            r.pop("ci_low", None)
+            r.pop("ci_high", None)
+    return list(mode_summaries(records).values())  # type: ignore[arg-type]
 
 
 def verdict_counts(data: ReportData) -> dict[str, int]:
@@ -226,8 +279,8 @@ def verdict_figure(data: ReportData) -> Figure | None:
     shown = table.drop(columns="note")
     shown["size"] = [f"{int(v):,}" for v in shown["size"]]
     at = list(shown.columns).index("status")
-    # 10.5 in holds the eleven columns at 8.5 pt and the title; a row is ~0.26 in when drawn.
-    fig = new_figure(10.5, 0.26 * (len(shown) + 1) + 1.3)
+    # 14 in holds the thirteen columns at 8.5 pt and the title; a row is ~0.26 in when drawn.
+    fig = new_figure(14.0, 0.26 * (len(shown) + 1) + 1.5)
     ax = fig.add_subplot()
     ax.axis("off")
     cells = shown.astype(str).to_numpy().tolist()
@@ -236,7 +289,8 @@ def verdict_figure(data: ReportData) -> Figure | None:
         for row in cells
     ]
     labels = {
-        "value": "value (ms)",
+        "value": "value (ms | recall)",
+        "interval": "95% CI",
         "steady_value": "steady (ms)",
         "steady_status": "steady verdict",
     }
@@ -260,7 +314,8 @@ def verdict_figure(data: ReportData) -> Figure | None:
     fig.suptitle(
         f"Verdicts against the documented targets (run {data.run_id})\n{summary}. "
         "BELOW = faster than the S3 band's lower edge:\nexpected on loopback or emulated "
-        "networks, not a failure. N/A = too few samples for the statistic.\n"
+        "networks, not a failure. UNSURE = the 95% interval straddles the target, or n is\n"
+        "too small for one. N/A = too few samples for the statistic.\n"
         "slowed = samples taken with the CPU at half speed or worse; steady = the figure "
         "without them (the verdict uses all samples).",
         fontsize=10,

@@ -258,10 +258,13 @@ def _rows(sc: Scenario, op: str, lat: list[float], slow: list[float | None]) -> 
 
 
 def _noisy(sc: Scenario) -> list[SampleRow]:
-    """point_read: 120 fast reads, 8 hit by a slow machine; add_1: slow on a steady machine."""
-    reads = [2.0 + (i % 10) / 10 for i in range(120)]
-    read_slow: list[float | None] = [1.0] * 120
-    for i in range(0, 120, 15):
+    """point_read: 400 fast reads, 27 hit by a slow machine; add_1: slow on a steady machine.
+
+    400 reads: a p99 interval needs 368 samples.
+    """
+    reads = [2.0 + (i % 10) / 10 for i in range(400)]
+    read_slow: list[float | None] = [1.0] * 400
+    for i in range(0, 400, 15):
         reads[i], read_slow[i] = 25.0, 4.5
     writes = [8.0 + (i % 7) for i in range(100)]
     # The sweep-like group: no probe figure at all.
@@ -280,7 +283,7 @@ def test_stats_keep_every_judged_figure_and_add_the_steady_ones(tmp_path: Path) 
     whole = summarize([round(v * MS) for v in reads]).as_dict()
     assert {k: by_op["point_read"][k] for k in whole} == whole  # slowed samples included
     assert by_op["point_read"]["p99_ms"] == pytest.approx(25.0)
-    assert (by_op["point_read"].get("slowed_n"), by_op["point_read"].get("steady_n")) == (8, 112)
+    assert (by_op["point_read"].get("slowed_n"), by_op["point_read"].get("steady_n")) == (27, 373)
     assert by_op["point_read"].get("steady_p99_ms") == pytest.approx(2.9)
     assert by_op["add_1"].get("slowed_n") == 0
     assert by_op["add_batch"].get("slowed_n") is None  # not probed: unknown, not zero
@@ -292,12 +295,14 @@ def test_verdicts_mark_a_fail_the_machine_explains(tmp_path: Path) -> None:
     by = {(v["operation"], v["target"]): v for v in verdicts}
     p99 = by[("point_read", "local_point_read")]
     assert p99["status"] == "FAIL" and p99["value_ms"] == pytest.approx(25.0)  # unchanged
-    assert p99.get("steady_status") == "PASS" and p99.get("slowed_n") == 8
-    assert p99.get("steady_value_ms") == pytest.approx(2.9) and p99.get("n") == 120
+    assert p99.get("steady_status") == "PASS" and p99.get("slowed_n") == 27
+    assert p99.get("steady_value_ms") == pytest.approx(2.9) and p99.get("n") == 400
+    assert p99.get("ci_low") == 25.0 and p99.get("target_source") == "default"
     write = by[("add_1", "local_write")]
     assert write["status"] == "FAIL" and write.get("steady_status") == "FAIL"  # not the machine
     batch = by[("add_batch", "local_write")]
-    assert batch["status"] == "PASS" and batch.get("steady_status") is None
+    # 20 samples cannot support a 95% interval of p95 (72 needed): UNSURE, not PASS.
+    assert batch["status"] == "UNSURE" and batch.get("steady_status") is None
 
     table = format_verdicts(verdicts)
     lines = table.splitlines()
@@ -309,25 +314,32 @@ def test_verdicts_mark_a_fail_the_machine_explains(tmp_path: Path) -> None:
         "target",
         "criterion",
         "value",
+        "95%",
+        "CI",
         "slowed",
+        "source",
         "verdict",
     ]
     p99_line = next(line for line in lines if "local_point_read" in line)
-    assert p99_line.endswith("8/120   FAIL (machine: 8/120 samples slowed; steady p99 2.90 ms)")
+    assert p99_line.endswith(
+        "27/400  default  FAIL (machine: 27/400 samples slowed; steady p99 2.90 ms)"
+    )
     write_line = next(line for line in lines if "add_1" in line)
-    assert write_line.endswith("0/100   FAIL")
+    assert write_line.endswith("0/100   default  FAIL")
     batch_line = next(line for line in lines if "add_batch" in line)
-    assert batch_line.endswith("-       PASS")
+    assert batch_line.endswith("-       default  UNSURE (n too small)")
+    assert "n too small" in batch_line.split("3.00 ms", 1)[1]  # the interval column
     assert lines[-1].startswith("slowed: samples taken while the CPU ran at half speed")
-    assert sum("FAIL" in line for line in lines[2:-1]) == 3  # marked rows still FAIL
+    assert lines[-2].startswith("95% CI: distribution-free interval")
+    assert sum("FAIL" in line for line in lines[2:-2]) == 2  # the marked row is still a FAIL
 
 
 def test_fail_with_too_few_steady_samples_says_so(tmp_path: Path) -> None:
     sc = _scenario(tmp_path)
-    reads = [2.0] * 100
-    slow: list[float | None] = [1.0] * 100
-    reads[0], slow[0] = 40.0, 6.0  # one slowed sample of 100: no steady p99
-    reads[1] = 30.0  # and a steady one also too slow: p99 stays above 5 ms
+    # 310 slowed samples of 400 at 40 ms: p99 (and its whole interval) far above 5 ms, and
+    # only 90 steady samples left, too few for a steady p99.
+    reads = [40.0] * 310 + [2.0] * 90
+    slow: list[float | None] = [6.0] * 310 + [1.0] * 90
     verdicts = verdict_rows(stats_rows(_rows(sc, "point_read", reads, slow)), {sc.name: sc})
     p99 = next(v for v in verdicts if v["target"] == "local_point_read")
     assert p99["status"] == "FAIL" and p99.get("steady_value_ms") is None
@@ -347,13 +359,13 @@ def test_machine_noise_line(tmp_path: Path) -> None:
     noise = machine_noise(_noisy(sc))
     assert noise == {
         "threshold": 2.0,
-        "probed_n": 220,
-        "slowed_n": 8,
-        "slowed_share": 8 / 220,
+        "probed_n": 500,
+        "slowed_n": 27,
+        "slowed_share": 27 / 500,
         "reference_job": None,
     }
     assert format_machine_noise(noise) == (
-        "machine noise: 8 of 220 samples (3.6 %) ran with the CPU at half speed or worse "
+        "machine noise: 27 of 500 samples (5.4 %) ran with the CPU at half speed or worse "
         "(machine_slowdown >= 2)"
     )
     # With the reference job's samples (warm-ups left out), its spread is printed too.
@@ -393,7 +405,7 @@ def test_noise_round_trips_through_the_results_and_the_report(tmp_path: Path) ->
     assert frame["machine_slowdown"].tolist()[:2] == [4.5, 1.0]
     assert frame["machine_slowdown"].isna().sum() == 20  # the unprobed add_batch rows
     st = load_stats(run).set_index("operation")
-    assert st.loc["point_read", "slowed_n"] == 8
+    assert st.loc["point_read", "slowed_n"] == 27
     assert st.loc["point_read", "steady_p99_ms"] == pytest.approx(2.9)
     v = load_verdicts(run).set_index("target")
     assert v.loc["local_point_read", "steady_status"] == "PASS"
@@ -403,7 +415,7 @@ def test_noise_round_trips_through_the_results_and_the_report(tmp_path: Path) ->
     row = table[table["target"] == "local_point_read"].iloc[0]
     assert (row["status"], row["slowed"], row["steady_value"], row["steady_status"]) == (
         "FAIL",
-        "8/120",
+        "27/400",
         "2.90",
         "PASS",
     )
@@ -411,10 +423,10 @@ def test_noise_round_trips_through_the_results_and_the_report(tmp_path: Path) ->
     assert list(writes["steady_status"].loc[["add_1", "add_batch"]]) == ["FAIL", "-"]
     assert list(writes["slowed"].loc[["add_1", "add_batch"]]) == ["0/100", "-"]
     stats_table = report.stats_table(data).set_index("operation")
-    assert stats_table.loc["point_read", "slowed_n"] == 8
-    assert "8 of 220 samples (3.6 %)" in report.machine_noise_text(data)
+    assert stats_table.loc["point_read", "slowed_n"] == 27
+    assert "27 of 500 samples (5.4 %)" in report.machine_noise_text(data)
     page = report.render_html(data)
-    assert "steady verdict" in page and "8/120" in page and "3.6 %" in page
+    assert "steady verdict" in page and "27/400" in page and "5.4 %" in page
     assert report.verdict_figure(data) is not None
 
 
@@ -438,7 +450,7 @@ def test_report_of_a_run_without_probe_figures_shows_dashes(tmp_path: Path) -> N
     data = report.load_report_data(run)
     table = report.verdict_table(data)
     assert set(table["slowed"]) == {"-"} and set(table["steady_status"]) == {"-"}
-    assert list(table["status"]) == ["PASS", "N/A"]  # 20 samples: no p99
+    assert list(table["status"]) == ["UNSURE", "UNSURE"]  # 20 samples: no p95/p99 interval
     assert report.stats_table(data)["slowed_n"].isna().all()
     assert "not measured" in report.machine_noise_text(data)
     assert report.verdict_figure(data) is not None

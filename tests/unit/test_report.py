@@ -171,7 +171,9 @@ def test_cli_writes_every_figure_and_one_page_into_run_report(
 
     run, paths, _ = full
     names = {p.name for p in paths}
-    expected = {f"{stem}.png" for stem, _, _ in report.FIGURES} | {"report.html"}
+    # This run has no search-parameter sweep: no latency_recall figure (test_report_recall).
+    drawn = [stem for stem, _, _ in report.FIGURES if stem != "latency_recall"]
+    expected = {f"{stem}.png" for stem in drawn} | {"report.html"}
     assert names == expected
     for p in paths:
         assert p.parent == run / "report" and p.is_file()
@@ -191,8 +193,9 @@ def test_page_is_self_contained_and_shows_verdicts_without_secrets(
     assert not re.search(r"<(script|link|iframe)\b", page)
     sources = re.findall(r'src="([^"]*)"', page)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    # every figure but the verdict PNG (the page has the table as HTML)
-    assert len(sources) == len(report.FIGURES) - 1
+    # every figure but the verdict PNG (the page has the table as HTML) and latency_recall
+    # (this run has no search-parameter sweep)
+    assert len(sources) == len(report.FIGURES) - 2
     rows = re.findall(r'<tr class="([A-Z]+)">(.*?)</tr>', page)
     for scenario, profile, op, target, status, _, note in VERDICTS:
         cells = (scenario, profile, op, target, status, note)

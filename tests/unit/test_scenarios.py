@@ -43,9 +43,24 @@ def test_shipped_scenario_resolves_to_expected_mode(name: str, mode: StorageMode
     scenario = load_scenario(SCENARIOS / f"{name}.toml")
     assert scenario.name == name and scenario.storage_mode is mode
     assert scenario.workload.dim == 384 and scenario.workload.repetitions >= 100
-    assert {p.name for p in scenario.profiles if p.default} == {"loopback", "same-region"}
+    # desktop-cloud measures desktop-local's mode again: loopback only, for the time budget.
+    defaults = {"loopback"} if name == "desktop-cloud" else {"loopback", "same-region"}
+    assert {p.name for p in scenario.profiles if p.default} == defaults
     assert scenario.targets.local_read_ms == 10.0 and scenario.targets.s3_max_ms == 200.0
+    # The shipped files keep the spec's targets: every source is "default".
+    assert scenario.targets.recall_at_10 == 0.95 and not scenario.target_sources
+    assert scenario.target_source("vector_top10") == "default"
     json.dumps(scenario.to_dict())
+
+
+def test_shipped_recall_hard_set_runs_in_desktop_local() -> None:
+    by_name = {s.name: s for s in load_scenarios(SCENARIOS)}
+    local = by_name["desktop-local"]
+    assert local.recall is not None and local.recall.datasets == ("uniform",)
+    assert local.recall_sizes() == (10_000,) and local.recall_sizes(quick=True) == (1000,)
+    assert local.recall.sweep_nprobes == (5, 10, 20, 40, 80)
+    assert local.workload.data == "clustered"
+    assert by_name["web-cloud"].recall_sizes() == ()
 
 
 def test_shipped_sweep_is_web_cloud_only() -> None:
@@ -108,6 +123,26 @@ def test_valid_minimal_file_uses_defaults(tmp_path: Path) -> None:
         (("[env]", 'expected_storage_mode = "local_only"\n[env]'), "expected_storage_mode", ""),
         (("[workload]", "[targets]\ns3_min_ms = 300\n[workload]"), "targets.s3_min_ms", ""),
         (("[workload]", "[targets]\nlocal_read_ms = 0\n[workload]"), "targets.local_read", ""),
+        (("[workload]", "[targets]\nrecall_at_10 = 1.5\n[workload]"), "targets.recall_at_10", ""),
+        (
+            ("[workload]", "[targets]\nlocal_reed_ms = 5\n[workload]"),
+            "targets.local_reed_ms",
+            "unknown",
+        ),
+        (
+            ("[workload]", "[targets]\nlocal_read_ms = 'fast'\n[workload]"),
+            "targets.local_read_ms",
+            "'fast'",
+        ),
+        (("seed = 1", "seed = 1\ndata = 'gaussian'"), "workload.data", "clustered, uniform"),
+        (("[workload]", "[recall]\ndatasets = ['hard']\n[workload]"), "recall.datasets", "uniform"),
+        (("[workload]", "[recall]\nsizes = []\n[workload]"), "recall.sizes", "positive"),
+        (
+            ("[workload]", "[recall]\nsweep_nprobes = [0]\n[workload]"),
+            "recall.sweep_nprobes",
+            ">= 1",
+        ),
+        (("[workload]", "[recall]\nnprobes = [5]\n[workload]"), "recall.nprobes", "unknown key"),
     ],
 )
 def test_malformed_file_names_file_and_key(
@@ -121,6 +156,31 @@ def test_malformed_file_names_file_and_key(
     message = str(info.value)
     assert message.startswith(f"{path}: "), message
     assert key in message and detail in message, message
+
+
+def test_targets_table_overrides_defaults_and_names_its_file(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "[workload]", "[targets]\nlocal_read_ms = 25\nrecall_at_10 = 0.9\n[workload]", 1
+    )
+    path = _write(tmp_path, text, "team.toml")
+    s = load_scenario(path)
+    assert s.targets.local_read_ms == 25.0 and s.targets.recall_at_10 == 0.9
+    assert s.targets.local_write_ms == 10.0  # not set: the spec's default
+    assert s.target_source("local_read") == str(path)
+    assert s.target_source("recall_at_10") == str(path)
+    assert s.target_source("local_write") == "default"
+    assert s.to_dict()["target_sources"] == {"local_read": str(path), "recall_at_10": str(path)}
+
+
+def test_uniform_data_and_recall_table(tmp_path: Path) -> None:
+    text = VALID.replace("seed = 1", "seed = 1\ndata = 'uniform'").replace(
+        "[profiles.loopback]", "[recall]\nsizes = [1000]\n[profiles.loopback]"
+    )
+    s = load_scenario(_write(tmp_path, text, "hard.toml"))
+    assert s.workload.data == "uniform" and s.workload.workload().data == "uniform"
+    assert s.recall is not None and s.recall.datasets == ("uniform",)
+    assert s.recall_sizes() == (1000,) and s.recall_sizes(quick=True) == ()
+    assert s.to_dict()["recall"]["sweep_refine"] == [0, 10]
 
 
 def test_bad_toml_syntax_and_missing_file(tmp_path: Path) -> None:

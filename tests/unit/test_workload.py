@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lancesync_bench.workload import Workload, doc_id, exact_top_k, recall_at_k
+from lancesync_bench.workload import Workload, doc_id, exact_top_k, recall_at_k, recall_per_query
 
 
 def test_same_seed_gives_identical_documents() -> None:
@@ -120,3 +120,32 @@ def test_invalid_arguments_are_refused() -> None:
         Workload(1, 0)
     with pytest.raises(ValueError, match="start"):
         Workload(1, 8).arrays(-1, 3)
+
+
+def test_uniform_data_is_unit_vectors_without_cluster_structure() -> None:
+    wl = Workload(seed=42, dim=64, data="uniform")
+    a = wl.arrays(0, 4000)
+    assert a.vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a.vectors, axis=1), 1.0, atol=1e-5)
+    assert set(a.clusters.tolist()) == {-1} and a.metadata(0)["cluster"] == -1
+    # Uniform on the sphere: the mean is ~0 (|mean| ~ 1/sqrt(n)) and every direction has
+    # variance 1/dim; clustered data has neither.
+    assert np.linalg.norm(a.vectors.mean(axis=0)) < 0.05
+    assert np.allclose(a.vectors.var(axis=0).mean(), 1 / 64, rtol=0.05)
+    clustered = Workload(seed=42, dim=64).arrays(0, 4000).vectors
+    assert np.linalg.norm(clustered.mean(axis=0)) > 0.1
+    # Deterministic, sliceable like the clustered data, and queries from the same law.
+    assert np.array_equal(wl.arrays(1000, 50).vectors, a.vectors[1000:1050])
+    q = wl.query_vectors(100)
+    assert np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(q, Workload(seed=42, dim=64, data="uniform").query_vectors(100))
+    assert wl.describe(4000, 100) == "uniform, 4000 rows x 64 dim, 100 queries"
+    assert Workload(1, 8).describe(10, 5).startswith("clustered (32 clusters)")
+    with pytest.raises(ValueError, match="data"):
+        Workload(1, 8, data="gaussian")  # type: ignore[arg-type]
+
+
+def test_recall_per_query() -> None:
+    assert recall_per_query([["a", "b"], ["c", "x"]], [["a", "b"], ["c", "d"]]) == [1.0, 0.5]
+    with pytest.raises(ValueError):
+        recall_per_query([["a"]], [])

@@ -1,0 +1,64 @@
+"""How many samples a cell takes: cheap operations, hard sets and the search sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lancesync_bench.bench.cell import CellPlan
+from lancesync_bench.errors import ConfigError
+from lancesync_bench.scenarios import Scenario, load_scenario
+
+TOML = """
+description = "unit"
+[env]
+FRONTEND_TYPE = "desktop"
+BACKEND_LOCATION = "local"
+[workload]
+sizes = [1000, 10000]
+quick_sizes = [1000]
+dim = 8
+seed = 1
+{extra}
+[profiles.loopback]
+rtt_ms = 0
+default = true
+[profiles.same-region]
+rtt_ms = 20
+default = true
+[recall]
+sizes = [10000]
+quick_sizes = [1000]
+"""
+
+
+def _scenario(tmp_path: Path, extra: str = "") -> Scenario:
+    path = tmp_path / "plan.toml"
+    path.write_text(TOML.format(extra=extra), encoding="utf-8")
+    return load_scenario(path)
+
+
+def test_cheap_samples_only_in_the_first_default_profile(tmp_path: Path) -> None:
+    sc = _scenario(tmp_path)
+    first = CellPlan.for_scenario(sc, quick=False, profile="loopback", size=1000)
+    assert (first.cheap_n, first.cheap_budget_s, first.tail_budget_s) == (1000, 1.5, 4.0)
+    assert first.hard_sets == () and first.search_sweep is None  # 1k is not a recall size
+    other = CellPlan.for_scenario(sc, quick=False, profile="same-region", size=10000)
+    assert other.cheap_n == 0 and other.hard_sets == () and other.search_sweep is None
+    recall = CellPlan.for_scenario(sc, quick=False, profile="loopback", size=10000)
+    assert recall.hard_sets == ("uniform",) and recall.search_sweep is not None
+    quick = CellPlan.for_scenario(sc, quick=True, profile="loopback", size=1000)
+    assert (quick.cheap_n, quick.cheap_budget_s, quick.tail_budget_s) == (400, 1.0, 1.0)
+    assert quick.hard_sets == ("uniform",)
+
+
+def test_cheap_samples_come_from_the_scenario(tmp_path: Path) -> None:
+    sc = _scenario(tmp_path, "cheap_samples = 0\ntail_budget_s = 2.5")
+    plan = CellPlan.for_scenario(sc, quick=False, profile="loopback", size=1000)
+    assert plan.cheap_n == 0 and plan.tail_budget_s == 2.5
+
+
+def test_bad_cheap_samples_names_file_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"plan\.toml: workload\.cheap_samples: expected"):
+        _scenario(tmp_path, "cheap_samples = -1")
