@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lancesync_bench.bench.probe import Probe, shared_probe
+from lancesync_bench.bench.slowdown import Slowdown
 from lancesync_bench.netem import S3Proxy
 from lancesync_bench.results import Phase, SampleRow
 
@@ -35,6 +36,10 @@ class Recorder:
     With a ``probe`` (the process's shared one by default), the CPU probe runs right before
     and right after each operation, outside its timed window, and the slower of the two
     ratios is stored as the sample's ``machine_slowdown``. ``probe=None`` leaves it None.
+
+    ``slowdown`` is a test-only switch (:mod:`lancesync_bench.bench.slowdown`, read from the
+    environment): it stretches one operation inside its timed window, so the regression
+    gate's tests have a genuine slowdown to catch. None in normal use.
     """
 
     key: CellKey
@@ -42,6 +47,7 @@ class Recorder:
     samples: list[SampleRow] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     probe: Probe | None = field(default_factory=shared_probe)
+    slowdown: Slowdown | None = field(default_factory=Slowdown.from_env)
 
     async def run(
         self,
@@ -81,6 +87,8 @@ class Recorder:
         before = self.proxy.snapshot() if self.proxy is not None else None
         start = time.perf_counter_ns()
         result = await fn(arg)
+        if self.slowdown is not None and self.slowdown.applies(operation, path):
+            await self.slowdown.stretch(time.perf_counter_ns() - start)
         elapsed = time.perf_counter_ns() - start
         requests = transferred = None
         if before is not None and self.proxy is not None:
