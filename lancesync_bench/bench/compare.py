@@ -2,18 +2,19 @@
 
 Each side (A, the baseline; B, the candidate) is one run or several: each run is a round.
 Keys are (scenario, profile, size, operation, path, phase), warm and cold phases. Per
-round and key the figure is the median latency divided by the median of the reference
-job in the same cell (the run's overall reference-job median where the cell has none);
-a key with a round that holds no reference job at all is compared on raw medians, and
-marked so. Keys found on one side only are listed, never judged. The reference job's
-own row shows how fast B's machine ran against A's.
+round and key the figure is the median latency, judged beside the median of the reference
+job in the same cell (the run's overall reference-job median where the cell has none):
+see :func:`lancesync_bench.bench.gate.judge_key` for how far it scales a round. A key
+with a round that holds no reference job is judged on raw medians, and marked so. Keys
+found on one side only are listed, never judged. The reference job's own row shows how
+fast B's machine ran against A's.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,7 +98,8 @@ class CompareRow:
     ci_high: float | None
     p_value: float | None  # Benjamini-Hochberg adjusted, over the judged keys
     round_sd: float | None  # between-round SD of the log figures (0.1: ~10 % per round)
-    normalised: bool  # divided by the reference job (False: raw medians)
+    raw_ratio: float | None  # of the rounds' raw medians (geometric means), for reference
+    normalised: bool  # ratio..round_sd allow for the reference job (False: raw medians)
 
 
 @dataclass(frozen=True)
@@ -188,13 +190,14 @@ def load_round(run: Path) -> Round:
     return Round(run, medians, counts, reference, overall)
 
 
-def _figures(key: Key, rounds: Sequence[Round], normalise: bool) -> list[float]:
-    out = []
-    for r in rounds:
-        if key in r.medians:
-            ref = r.reference_for(key) if normalise else None
-            out.append(r.medians[key] / ref if ref else r.medians[key])
-    return out
+def _figures(key: Key, rounds: Sequence[Round]) -> list[float]:
+    """The key's median in each round that holds it (ms)."""
+    return [r.medians[key] for r in rounds if key in r.medians]
+
+
+def _references(key: Key, rounds: Sequence[Round]) -> list[float]:
+    """The reference-job median beside each of :func:`_figures` (all present: checked)."""
+    return [r.reference_for(key) or math.nan for r in rounds if key in r.medians]
 
 
 def _can_normalise(key: Key, rounds: Sequence[Round]) -> bool:
@@ -215,10 +218,12 @@ def compare_runs(
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     normalise: bool = True,
+    operations: Collection[str] = (),
 ) -> RunComparison:
     """Compare side B (candidate) against side A (baseline), key by key, across rounds.
 
-    Each side is a path or a list of paths (see :func:`resolve_runs`). Raises
+    Each side is a path or a list of paths (see :func:`resolve_runs`). ``operations``
+    limits the judged keys to those operations (the reference job is always kept). Raises
     :class:`CompareInputError` when a run is missing or the sides share no key;
     :class:`~lancesync_bench.results.ResultsError` when one is unreadable.
     """
@@ -230,8 +235,13 @@ def compare_runs(
     paths_b = _side(runs_b)
     a = [load_round(p) for p in paths_a]
     b = [load_round(p) for p in paths_b]
-    keys_a = {k for r in a for k in r.medians}
-    keys_b = {k for r in b for k in r.medians}
+    keys_a = {k for r in a for k in r.medians if _wanted(k, operations)}
+    keys_b = {k for r in b for k in r.medians if _wanted(k, operations)}
+    if operations and all(k[4] == REFERENCE_PATH for k in keys_a | keys_b):
+        raise CompareInputError(
+            f"no run holds operation(s) {', '.join(sorted(operations))}; allowed: "
+            + ", ".join(sorted({k[3] for r in a + b for k in r.medians}))
+        )
     if not keys_a & keys_b:
         raise CompareInputError(
             f"runs {', '.join(p.name for p in paths_a)} and {', '.join(p.name for p in paths_b)}"
@@ -240,9 +250,12 @@ def compare_runs(
     shared = sorted(keys_a & keys_b)
     normed = {k: normalise and _can_normalise(k, a + b) for k in shared}
     judged = [k for k in shared if k[4] != REFERENCE_PATH]
+    with_ref = [k for k in judged if normed[k]]
     verdicts = judge_keys(
-        {k: _figures(k, a, normed[k]) for k in judged},
-        {k: _figures(k, b, normed[k]) for k in judged},
+        {k: _figures(k, a) for k in judged},
+        {k: _figures(k, b) for k in judged},
+        refs_a={k: _references(k, a) for k in with_ref},
+        refs_b={k: _references(k, b) for k in with_ref},
         threshold=threshold,
         alpha=alpha,
     )
@@ -254,12 +267,16 @@ def compare_runs(
             j = verdicts[key]
             verdict = j.verdict
         elif key in shared:  # the reference job: the machine's speed, B against A
-            j = judge_key(_figures(key, a, False), _figures(key, b, False))
+            j = judge_key(_figures(key, a), _figures(key, b))
             verdict = "reference"
         else:
             verdict = "only in A" if key in keys_a else "only in B"
         rows.append(_row(key, (a, b), verdict, j, normalised=normed.get(key, False)))
     return RunComparison(paths_a, paths_b, threshold, alpha, rows)
+
+
+def _wanted(key: Key, operations: Collection[str]) -> bool:
+    return not operations or key[3] in operations or key[4] == REFERENCE_PATH
 
 
 def _side(runs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -299,8 +316,15 @@ def _row(
         ci_high=None if j is None else j.ci_high,
         p_value=None if j is None or verdict == "reference" else j.p_value,
         round_sd=None if j is None else j.round_sd,
+        raw_ratio=_geometric_ratio(_figures(key, a), _figures(key, b)),
         normalised=normalised,
     )
+
+
+def _geometric_ratio(a: list[float], b: list[float]) -> float | None:
+    if not a or not b:
+        return None
+    return math.exp(float(np.log(b).mean() - np.log(a).mean()))
 
 
 def format_comparison(result: RunComparison) -> str:

@@ -18,7 +18,7 @@ __all__ = ["counts_text", "render"]
 
 _HEADERS: tuple[str, ...] = (
     *("scenario", "profile", "size", "operation", "path", "phase", "rounds A/B"),
-    *("p50 A", "p50 B", "B/A", f"{CONFIDENCE:.0%} CI", "noise", "p (BH)", "verdict"),
+    *("p50 A", "p50 B", "B/A", f"{CONFIDENCE:.0%} CI", "noise", "p (BH)", "raw B/A", "verdict"),
 )
 # The rule below the table is wrapped to a terminal's width.
 _WIDTH = 100
@@ -67,6 +67,7 @@ def _cells(r: CompareRow) -> tuple[str, ...]:
         ci,
         _noise(r.round_sd),
         _p(r.p_value),
+        _fmt(r.raw_ratio, ".2f", "x"),
         r.verdict,
     )
 
@@ -96,9 +97,11 @@ def _side(label: str, runs: list[Path]) -> str:
 def _rule(result: RunComparison) -> list[str]:
     t, a = result.threshold, result.alpha
     lines = [
-        "B/A: per round, each key's median divided by its cell's reference-job median; the"
-        " ratio of the rounds' geometric means (* = raw medians: a round had no reference"
-        " job). noise: how far one round's figure typically moves.",
+        "B/A: the key's median latency, B's rounds over A's (geometric means), at equal"
+        " reference-job speed: each round's figure is scaled by its cell's reference-job"
+        " median as far as the key follows it across the rounds (a fitted slope; dividing"
+        " when there are too few rounds to fit one). raw B/A: without that. * = raw only: a"
+        " round had no reference job. noise: how far one round's figure typically moves.",
     ]
     if result.single_run:
         lines.append(
@@ -114,8 +117,8 @@ def _rule(result: RunComparison) -> list[str]:
             f"regression: B/A >= {t:g} and p < {a:g} (t-test on log figures across rounds,"
             f" Benjamini-Hochberg over the judged keys); improvement: the mirror rule; same:"
             f" the {CONFIDENCE:.0%} CI lies within {1 / t:.2f}-{t:g}; unsure: the rounds'"
-            f" noise is too large to tell; untested: fewer than {MIN_ROUNDS} rounds a side"
-            f" and within {t:g}x (unsure when past it)."
+            f" noise is too large to tell; untested: fewer"
+            f" than {MIN_ROUNDS} rounds a side and within {t:g}x (unsure when past it)."
         )
     return lines
 

@@ -6,11 +6,12 @@ a run share that run's machine state, so a test that treats them as independent 
 drift significant. Here the unit of evidence is the run (a *round*, one process, as pyperf
 and asv continuous do):
 
-1. each round gives one figure per key: the median latency, divided by the median of the
+1. each round gives one figure per key: the median latency, beside the median of the
    reference job (:data:`~lancesync_bench.bench.probe.REFERENCE_PATH`, fixed CPU work timed
-   like an operation) measured in the same cell, so a round on a slower CPU is scaled back;
-2. per key, a two-sample t-test on the logs of those figures, A rounds against B rounds:
-   the spread it weighs the shift against is the spread *between rounds*;
+   like an operation) measured in the same cell, so a round on a slower CPU is scaled back
+   by as much as the key follows the reference (:func:`judge_key`);
+2. per key, a t-test on the logs of those figures, A rounds against B rounds: the spread
+   it weighs the shift against is the spread *between rounds*;
 3. the p-values of all keys are corrected together (Benjamini-Hochberg);
 4. a key is a regression only when B/A reaches the threshold *and* the corrected test says
    the shift is larger than the between-round noise; a large ratio the noise can explain
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as sps
 
 __all__ = [
@@ -103,20 +105,39 @@ def _verdict(j: KeyJudgement, p: float | None, *, threshold: float, alpha: float
     return "unsure"
 
 
-def judge_key(a: Sequence[float], b: Sequence[float]) -> KeyJudgement:
+def judge_key(
+    a: Sequence[float],
+    b: Sequence[float],
+    ref_a: Sequence[float] | None = None,
+    ref_b: Sequence[float] | None = None,
+) -> KeyJudgement:
     """Test one key: ``a`` and ``b`` hold one positive figure per round (A baseline, B candidate).
 
-    The test is Student's two-sample t-test on the logs, with pooled variance: on the log
-    scale a slowdown shifts a key's figures without widening them, and pooling gives
-    ``len(a) + len(b) - 2`` degrees of freedom. A rank test or a permutation test cannot
-    serve here: with 5 rounds a side there are only 252 arrangements, so no p-value can
-    fall below 2/252 = 0.008, and after correcting for ~10 keys nothing could ever be
-    significant. The verdict here is provisional (uncorrected); :func:`judge_keys` decides.
+    ``ref_a``/``ref_b``, when given, hold each round's reference-job median (same order).
+    The key's log figures are then fitted as ``shift * is_B + slope * log(reference)``
+    (:func:`_fit_with_reference`): the reference scales a round by as much as this key
+    follows it, and the ratio is B/A at equal reference speed. With a slope of 1 that is
+    dividing by the reference; the data decide, because the reference job runs in its own
+    short window: on a machine shared with other jobs it was measured 2x slow in a round
+    whose operations were not, and the other way round, and dividing by it then turned
+    such rounds into false regressions.
+
+    Without references (or too few rounds to fit a slope), Student's two-sample t-test on
+    the logs, with pooled variance: on the log scale a slowdown shifts a key's figures
+    without widening them. A rank or permutation test cannot serve: with 5 rounds a side
+    there are only 252 arrangements, so no p-value falls below 2/252 = 0.008, and after
+    correcting for ~10 keys nothing could ever be significant. The verdict here is
+    provisional (uncorrected); :func:`judge_keys` decides.
     """
-    la = np.log(np.asarray(a, dtype=np.float64))
-    lb = np.log(np.asarray(b, dtype=np.float64))
+    la, lb = _logs(a), _logs(b)
     if len(la) == 0 or len(lb) == 0:
         return KeyJudgement("untested", None, None, None, None, None)
+    if ref_a is not None and ref_b is not None:
+        ra, rb = _logs(ref_a), _logs(ref_b)
+        fitted = _fit_with_reference(la, lb, ra, rb)
+        if fitted is not None:
+            return fitted
+        la, lb = la - ra, lb - rb  # too few rounds to fit a slope: divide by the reference
     ratio = math.exp(float(lb.mean() - la.mean()))
     if min(len(la), len(lb)) < MIN_ROUNDS:
         return KeyJudgement("untested", ratio, None, None, None, None)
@@ -139,6 +160,52 @@ def judge_key(a: Sequence[float], b: Sequence[float]) -> KeyJudgement:
     )
 
 
+def _logs(values: Sequence[float]) -> npt.NDArray[np.float64]:
+    return np.log(np.asarray(values, dtype=np.float64))
+
+
+# Fitting a slope costs a degree of freedom; below this many rounds in all, the estimate of
+# the noise would rest on one or two leftover degrees and every interval would be useless.
+_MIN_FIT_ROUNDS = 6
+
+
+def _fit_with_reference(
+    la: npt.NDArray[np.float64],
+    lb: npt.NDArray[np.float64],
+    ra: npt.NDArray[np.float64],
+    rb: npt.NDArray[np.float64],
+) -> KeyJudgement | None:
+    """Least squares of log figure on (1, is_B, log reference); None when it cannot be fitted.
+
+    Written out with numpy: scipy.stats has no multiple regression with inference (its
+    linregress takes one predictor), and this is the textbook t-test of one coefficient
+    (analysis of covariance), p-value and interval from scipy.stats.t.
+    """
+    if len(ra) != len(la) or len(rb) != len(lb) or min(len(la), len(lb)) < MIN_ROUNDS:
+        return None
+    y = np.concatenate([la, lb])
+    if len(y) < _MIN_FIT_ROUNDS:
+        return None
+    x = np.column_stack(
+        [np.ones(len(y)), np.r_[np.zeros(len(la)), np.ones(len(lb))], np.concatenate([ra, rb])]
+    )
+    coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
+    if rank < x.shape[1]:
+        return None  # every round's reference the same (or in step with the side)
+    dof = len(y) - x.shape[1]
+    resid = y - x @ coef
+    sigma2 = float(resid @ resid) / dof
+    shift = float(coef[1])
+    ratio = math.exp(shift)
+    if sigma2 == 0.0:
+        return KeyJudgement("untested", ratio, ratio, ratio, 1.0 if shift == 0.0 else 0.0, 0.0)
+    se = math.sqrt(sigma2 * float(np.linalg.inv(x.T @ x)[1, 1]))
+    t_crit = float(sps.t.ppf(0.5 + CONFIDENCE / 2, dof))
+    p_value = float(2.0 * sps.t.sf(abs(shift) / se, dof))
+    low, high = math.exp(shift - t_crit * se), math.exp(shift + t_crit * se)
+    return KeyJudgement("untested", ratio, low, high, p_value, math.sqrt(sigma2))
+
+
 def adjust(p_values: Sequence[float]) -> list[float]:
     """Benjamini-Hochberg adjusted p-values (scipy.stats.false_discovery_control)."""
     if not p_values:
@@ -151,20 +218,28 @@ def judge_keys(
     figures_a: Mapping[K, Sequence[float]],
     figures_b: Mapping[K, Sequence[float]],
     *,
+    refs_a: Mapping[K, Sequence[float]] | None = None,
+    refs_b: Mapping[K, Sequence[float]] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
 ) -> dict[K, KeyJudgement]:
     """Judge every key present on both sides, correcting the p-values for their number.
 
-    Each mapping holds, per key, one figure per round (normalised median latency). Only
-    keys with a p-value take part in the correction; the returned judgements carry the
-    adjusted p-value.
+    Each mapping holds, per key, one figure per round (median latency); ``refs_*`` the
+    matching reference-job medians, for the keys that have them (see :func:`judge_key`).
+    Only keys with a p-value take part in the correction; the returned judgements carry
+    the adjusted p-value.
     """
     if not threshold > 1.0 or not 0.0 < alpha < 1.0:
         raise ValueError(
             f"threshold must be > 1 and alpha in (0, 1); got threshold={threshold}, alpha={alpha}"
         )
-    raw = {k: judge_key(figures_a[k], figures_b[k]) for k in figures_a if k in figures_b}
+    ra, rb = refs_a or {}, refs_b or {}
+    raw = {
+        k: judge_key(figures_a[k], figures_b[k], ra.get(k), rb.get(k))
+        for k in figures_a
+        if k in figures_b
+    }
     tested = [k for k, j in raw.items() if j.p_value is not None]
     adjusted = dict(zip(tested, adjust([raw[k].p_value or 0.0 for k in tested]), strict=True))
     return {

@@ -18,7 +18,7 @@ from lancesync_bench.errors import ConfigError, LanceSyncError, UserIdError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("run", "report", "compare", "matrix", "config", "s3", "chaos", "migrate")
+_COMMANDS = ("run", "report", "compare", "gate", "matrix", "config", "s3", "chaos", "migrate")
 
 
 class _Parser(argparse.ArgumentParser):
