@@ -1,15 +1,26 @@
-"""The regression gate's parts: the rule across rounds, and the test-only slowdown switch."""
+"""The regression gate's parts: the rule across rounds, the slowdown switch, the gate's refusals."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from lancesync_bench.bench.continuous import (
+    GateError,
+    GateInputError,
+    GateOptions,
+    resolve_revision,
+    round_order,
+    run_gate,
+)
 from lancesync_bench.bench.gate import adjust, judge_key, judge_keys
 from lancesync_bench.bench.recorder import CellKey, Recorder
 from lancesync_bench.bench.slowdown import ENV_VAR, Slowdown
+from lancesync_bench.cli import main
 from lancesync_bench.errors import ConfigError
 
 # -- the rule ------------------------------------------------------------------------------
@@ -21,6 +32,32 @@ def test_the_ratio_is_of_geometric_means_with_an_interval_around_it() -> None:
     assert j.ci_low is not None and j.ci_high is not None
     assert j.ci_low < 2.0 < j.ci_high
     assert j.p_value is not None and j.p_value < 0.01
+
+
+def test_a_key_that_follows_the_reference_is_scaled_by_it() -> None:
+    # Each round's CPU speed moves the key and the reference alike (slope 1): B at equal
+    # reference speed is 1.5x A, though B's rounds happened to run on a faster CPU.
+    cpu_a, cpu_b = [1.0, 1.3, 0.8, 1.1], [0.7, 0.9, 0.75, 1.0]
+    a = [2.0 * c * w for c, w in zip(cpu_a, [1.0, 1.02, 0.98, 1.01], strict=True)]
+    b = [3.0 * c * w for c, w in zip(cpu_b, [0.99, 1.01, 1.0, 1.02], strict=True)]
+    ref_a, ref_b = [4.0 * c for c in cpu_a], [4.0 * c for c in cpu_b]
+    fitted = judge_key(a, b, ref_a, ref_b)
+    assert fitted.ratio == pytest.approx(1.5, rel=0.03)
+    assert fitted.p_value is not None and fitted.p_value < 0.001
+    assert judge_key(a, b).ratio == pytest.approx(1.5 * 0.83 / 1.05, rel=0.05)  # raw
+
+
+def test_a_key_that_ignores_the_reference_is_not_scaled_by_it() -> None:
+    # The reference ran 2x slow in B's rounds while the key did not move.
+    a = [2.0, 2.1, 1.9, 2.05]
+    b = [2.02, 1.95, 2.08, 1.98]
+    ref_a, ref_b = [4.1, 3.9, 4.0, 4.2], [8.2, 8.0, 7.6, 9.1]
+    assert judge_key(a, b, ref_a, ref_b).ratio == pytest.approx(1.0, abs=0.15)
+    divided = judge_key(
+        [x / r for x, r in zip(a, ref_a, strict=True)],
+        [x / r for x, r in zip(b, ref_b, strict=True)],
+    )
+    assert divided.ratio is not None and divided.ratio < 0.6  # what plain division says
 
 
 def test_one_round_a_side_gives_a_ratio_and_no_test() -> None:
@@ -129,3 +166,63 @@ def test_the_recorder_times_the_stretch_inside_the_window(
     assert all(ms >= 3 * 20 * 0.99 for ms in slow)
     assert all(ms >= 20 * 0.99 for ms in other)
     assert math.fsum(other) < math.fsum(slow)
+
+
+# -- the continuous gate: everything that is refused before a round runs --------------------
+
+
+def _git(repo: Path, *args: str) -> None:
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "-C", str(repo), *ident, *args], check=True, capture_output=True)
+
+
+def test_rounds_alternate_so_each_side_runs_first_equally() -> None:
+    assert round_order(3) == ["A", "B", "B", "A", "A", "B"]
+    assert round_order(2).count("A") == round_order(2).count("B") == 2
+
+
+def test_the_gate_outside_a_git_repository_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gate", "--repo", str(tmp_path), "HEAD~1", "HEAD"]) == 2
+    err = capsys.readouterr().err
+    assert "not a git repository" in err and "Traceback" not in err
+
+
+def test_an_unknown_revision_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "f").write_text("x", encoding="utf-8")
+    _git(tmp_path, "add", "f")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    assert resolve_revision(tmp_path, "HEAD") == resolve_revision(tmp_path, "HEAD")
+    assert main(["gate", "--repo", str(tmp_path), "no-such-branch", "HEAD"]) == 2
+    assert "'no-such-branch': no such revision" in capsys.readouterr().err
+    # HEAD~1 of a repository with one commit does not exist either.
+    with pytest.raises(GateInputError, match="HEAD~1"):
+        resolve_revision(tmp_path, "HEAD~1")
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--threshold", "1"], ["--alpha", "2"]])
+def test_bad_gate_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["gate", *argv])
+    assert exc.value.code == 2
+    capsys.readouterr()
+
+
+def test_a_round_that_fails_stops_the_gate_with_its_output(tmp_path: Path) -> None:
+    # A repository whose package cannot run: the round exits non-zero, the gate says so.
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "lancesync_bench").mkdir()
+    (tmp_path / "lancesync_bench" / "__main__.py").write_text(
+        "raise SystemExit('broken on purpose')\n", encoding="utf-8"
+    )
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "broken")
+    opts = GateOptions(base="HEAD", head="HEAD", repo=tmp_path, rounds=1, warmup_rounds=0)
+    with pytest.raises(GateError, match="broken on purpose"):
+        run_gate(opts)
+    listed = subprocess.run(
+        ["git", "-C", str(tmp_path), "worktree", "list"], check=True, capture_output=True, text=True
+    )
+    assert len(listed.stdout.strip().splitlines()) == 1  # the checkout was removed
