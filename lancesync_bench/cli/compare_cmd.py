@@ -13,9 +13,12 @@ _SEPARATOR = "vs"
 
 _DESCRIPTION = """\
 Compare benchmark runs key by key (scenario, profile, size, operation, path; warm and cold
-samples). Each run is a round: per round and key the figure is the median latency divided
-by the median of the reference job (fixed CPU work) timed in the same cell, so a round on
-a slower machine is scaled back. B/A is the ratio of the rounds' geometric means.
+samples). Each run is a round: per round and key the figure is the median latency, beside
+the median of the reference job (fixed CPU work) timed in the same cell. B/A is the ratio
+of the rounds' geometric means at equal reference speed: a fit scales each round by the
+reference as far as the key follows it (dividing by it when there are fewer than 6
+rounds), so a round on a slower machine is scaled back, but a reference job slowed alone
+does not turn into a regression. raw B/A leaves the reference out.
 
 The test weighs a key's shift against the spread BETWEEN rounds (a t-test on the log
 figures), never against the samples of one run: on a shared machine a whole run drifts
@@ -74,7 +77,7 @@ def add_rule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--raw",
         action="store_true",
-        help="compare raw medians (do not divide by the reference job)",
+        help="judge raw medians (leave the reference job out)",
     )
 
 

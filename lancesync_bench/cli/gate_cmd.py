@@ -17,10 +17,11 @@ _DESCRIPTION = """\
 The regression gate, like `asv continuous`: check out BASE and HEAD (git worktrees in a
 temporary folder), run `lancesync-bench run --quick` on each in alternating rounds (A B B A
 A B ...; each round its own process with PYTHONPATH on that checkout), then judge HEAD
-against BASE with the rules of `lancesync-bench compare`: per round, each key's median over
-its cell's reference-job median; a t-test across rounds; Benjamini-Hochberg over the keys;
-regression only when B/A >= --threshold and the corrected p < --alpha. A shift the rounds'
-noise can explain is "unsure", which never fails the gate.
+against BASE with the rules of `lancesync-bench compare`: per round, each key's median,
+scaled by its cell's reference-job median as far as the key follows it; a t-test across
+rounds; Benjamini-Hochberg over the keys; regression only when B/A >= --threshold and the
+corrected p < --alpha. A shift the rounds' noise can explain is "unsure", which never
+fails the gate. One warm-up round runs first and is not judged (--warmup).
 
 Default subset: scenario desktop-local on the loopback profile, quick sizes, service only
 (no baselines), 5 rounds a side: about 2-3 minutes on 2 cores. Widen it with --scenario,
