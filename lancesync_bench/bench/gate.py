@@ -1,4 +1,4 @@
-"""The regression rule: per-round medians, normalised by the reference job, judged across rounds.
+"""The regression rule: per-round medians, scaled by the reference job, judged across rounds.
 
 Why not a test on the samples of one run: on a shared 2-core machine the whole run drifts
 (FACTS.md, "Run-to-run noise": one commit a minute apart, add_1 p50 2.05x). Samples within
@@ -45,10 +45,12 @@ __all__ = [
     "judge_keys",
 ]
 
-# 1.3x: the smallest slowdown the issue asks the gate to catch. Below it, per-round medians
-# on the project's 2-core VM moved by 10-30 % between rounds of one commit even after
-# normalisation (FACTS.md), so 3-5 rounds a side cannot tell a smaller shift from drift, and
-# a gate that fails on it would fail on noise. Lower it on a quiet, dedicated machine.
+# 1.3x: the smallest slowdown the gate is asked to catch. Below it the rounds cannot tell
+# a shift from drift: on the project's 2-core VM shared with other jobs (load average 4-5),
+# per-round medians of one commit moved by 9-68 % (one SD, per key; 2026-12, gates of one
+# commit against itself and against its parent), so 3-5 rounds a side put a 1.1-1.2x shift
+# inside the noise, and a gate failing on it would fail on noise. Lower it on a dedicated,
+# quiet machine, where the noise column shows what the rounds can resolve.
 DEFAULT_THRESHOLD = 1.3
 # 5 % false discovery rate across keys. When nothing changed (every key null, the case a
 # gate must not fail on) Benjamini-Hochberg's FDR equals the chance of any false alarm, so
@@ -65,7 +67,7 @@ K = TypeVar("K")
 
 @dataclass(frozen=True)
 class KeyJudgement:
-    """One key judged across rounds. Ratios are B / A of normalised per-round medians."""
+    """One key judged across rounds. Ratios are B / A of per-round medians (see judge_key)."""
 
     verdict: GateVerdict
     ratio: float | None  # geometric mean of B's figures over A's; None without both sides
