@@ -155,11 +155,13 @@ def compare_runs(
     alpha: float = DEFAULT_ALPHA,
     normalise: bool = True,
     operations: Collection[str] = (),
+    sizes: Collection[int] = (),
 ) -> RunComparison:
     """Compare side B (candidate) against side A (baseline), key by key, across rounds.
 
-    Each side is a path or a list of paths (see :func:`resolve_runs`). ``operations``
-    limits the judged keys to those operations (the reference job is always kept). Raises
+    Each side is a path or a list of paths (see :func:`resolve_runs`). ``operations`` and
+    ``sizes`` limit the judged keys to those operations and table sizes (the reference job
+    is kept for every size judged). Raises
     :class:`CompareInputError` when a run is missing or the sides share no key;
     :class:`~lancesync_bench.results.ResultsError` when one is unreadable.
     """
@@ -171,12 +173,15 @@ def compare_runs(
     paths_b = _side(runs_b)
     a = [load_round(p) for p in paths_a]
     b = [load_round(p) for p in paths_b]
-    keys_a = {k for r in a for k in r.medians if _wanted(k, operations)}
-    keys_b = {k for r in b for k in r.medians if _wanted(k, operations)}
-    if operations and all(k[4] == REFERENCE_PATH for k in keys_a | keys_b):
+    keys_a = {k for r in a for k in r.medians if _wanted(k, operations, sizes)}
+    keys_b = {k for r in b for k in r.medians if _wanted(k, operations, sizes)}
+    if (operations or sizes) and all(k[4] == REFERENCE_PATH for k in keys_a | keys_b):
+        every = {k for r in a + b for k in r.medians}
         raise CompareInputError(
-            f"no run holds operation(s) {', '.join(sorted(operations))}; allowed: "
-            + ", ".join(sorted({k[3] for r in a + b for k in r.medians}))
+            f"no run holds operation(s) {', '.join(sorted(operations)) or 'any'} at size(s) "
+            f"{', '.join(map(str, sorted(sizes))) or 'any'}; the runs hold operations "
+            f"{', '.join(sorted({k[3] for k in every}))}; sizes "
+            f"{', '.join(map(str, sorted({k[2] for k in every})))}"
         )
     if not keys_a & keys_b:
         raise CompareInputError(
@@ -211,7 +216,9 @@ def compare_runs(
     return RunComparison(paths_a, paths_b, threshold, alpha, rows)
 
 
-def _wanted(key: Key, operations: Collection[str]) -> bool:
+def _wanted(key: Key, operations: Collection[str], sizes: Collection[int]) -> bool:
+    if sizes and key[2] not in sizes:
+        return False
     return not operations or key[3] in operations or key[4] == REFERENCE_PATH
 
 

@@ -78,6 +78,7 @@ class GateOptions:
     scenarios: Sequence[str] = DEFAULT_SCENARIOS
     profiles: Sequence[str] = DEFAULT_PROFILES
     operations: Sequence[str] = ()  # judge only these (empty: every operation)
+    sizes: Sequence[int] = ()  # judge only these table sizes (rounds run the quick sizes)
     baselines: bool = False  # the service's own figures are what a commit changes
     s3: str = "auto"
     out: Path | None = None  # keep the rounds in OUT/A and OUT/B (default: removed)
@@ -241,5 +242,6 @@ def run_gate(opts: GateOptions, progress: Callable[[str], None] | None = None) -
             alpha=opts.alpha,
             normalise=opts.normalise,
             operations=opts.operations,
+            sizes=opts.sizes,
         )
     return GateOutcome(comparison, base, head, time.perf_counter() - start)

@@ -96,6 +96,21 @@ def register(subparsers: Any) -> None:
         help=f"RUN_A RUN_B, or A1 [A2 ...] {_SEPARATOR} B1 [B2 ...]",
     )
     add_rule_options(p)
+    p.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="judge only this operation (repeatable; default: every operation)",
+    )
+    p.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        default=[],
+        metavar="ROWS",
+        help="judge only this table size (repeatable; default: every size)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -127,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             alpha=args.alpha,
             normalise=not args.raw,
+            operations=args.operation,
+            sizes=args.size,
         )
     except (ValueError, CompareInputError, ResultsError) as exc:
         # One line, exit 2: a missing or unreadable run is a usage error, not a regression.

@@ -25,7 +25,7 @@ fails the gate. One warm-up round runs first and is not judged (--warmup).
 
 Default subset: scenario desktop-local on the loopback profile, quick sizes, service only
 (no baselines), 5 rounds a side: about 2-3 minutes on 2 cores. Widen it with --scenario,
---profile, --baselines; narrow what is judged with --operation.
+--profile, --baselines; narrow what is judged with --operation and --size.
 
 Exit status: 0 no regression, 1 at least one regression, 2 bad input (not a git
 repository, unknown revision, bad options) or a round that could not run.
@@ -88,6 +88,14 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="judge only this operation (repeatable; default: every operation measured)",
     )
+    p.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        default=[],
+        metavar="ROWS",
+        help="judge only this table size (repeatable; rounds run each scenario's quick sizes)",
+    )
     p.add_argument("--baselines", action="store_true", help="measure the baselines too")
     p.add_argument("--s3", choices=KINDS, default="auto", help="S3 server (default: auto)")
     p.add_argument(
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         scenarios=tuple(args.scenario or DEFAULT_SCENARIOS),
         profiles=tuple(args.profile or DEFAULT_PROFILES),
         operations=tuple(args.operation),
+        sizes=tuple(args.size),
         baselines=args.baselines,
         s3=args.s3,
         out=args.out,

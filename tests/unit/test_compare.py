@@ -327,3 +327,18 @@ def test_bad_options_exit_2(option: list[str], capsys: pytest.CaptureFixture[str
         main(["compare", *option, "a", "b"])
     assert exc.value.code == 2
     capsys.readouterr()
+
+
+def test_operations_and_sizes_narrow_what_is_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _rounds(tmp_path / "a", 3, seed=30)
+    b = _rounds(tmp_path / "b", 3, seed=31, slow={"point_read": 2.0})
+    result = compare_runs(a, b, operations=["add_1"], sizes=[1000])
+    assert {r.operation for r in result.rows} == {"add_1", "fixed_cpu_job"}
+    assert not result.regressions
+    argv = ["compare", "--operation", "point_read", *map(str, a), "vs", *map(str, b)]
+    assert main(argv) == 1
+    assert main(["compare", "--size", "5", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "size(s) 5" in err and "sizes 1000" in err
