@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import subprocess
 from pathlib import Path
@@ -226,3 +227,88 @@ def test_a_round_that_fails_stops_the_gate_with_its_output(tmp_path: Path) -> No
         ["git", "-C", str(tmp_path), "worktree", "list"], check=True, capture_output=True, text=True
     )
     assert len(listed.stdout.strip().splitlines()) == 1  # the checkout was removed
+
+
+# -- the gate's whole path on two real commits of a stand-in benchmark -----------------------
+
+# A stand-in for `python -m lancesync_bench run`: it writes one run folder in the results
+# format (the real package is shadowed by PYTHONPATH, so it writes the files itself), with a
+# CPU drift per round shared by every operation and the reference job. FACTOR is the code
+# change between the two commits: how slow point reads are.
+_STAND_IN = """\
+import hashlib, json, os, random, subprocess, sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+FACTOR = {factor}
+out = Path(sys.argv[sys.argv.index("--out") + 1])
+here = os.path.dirname(os.path.abspath(__file__))
+commit = subprocess.run(
+    ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True
+).stdout.strip()
+rng = random.Random()
+drift = rng.lognormvariate(0, 0.15)
+rows = []
+ops = [("point_read", 2.0 * FACTOR, "service"), ("add_1", 3.0, "service"),
+       ("vector_search", 6.0, "service"), ("fixed_cpu_job", 4.0, "reference:fixed-cpu-job")]
+for op, ms, path in ops:
+    for i in range(20):
+        latency = ms * drift * rng.lognormvariate(0, 0.05)
+        rows.append(f"s,m,loopback,1000,{{op}},{{path}},warm,{{i}},{{latency:.5f}},,,")
+cols = "scenario,storage_mode,profile,size,operation,path,phase,iteration,latency_ms,"
+text = cols + "requests,bytes,machine_slowdown\\n" + "\\n".join(rows) + "\\n"
+run = out / f"run-{{os.getpid()}}-{{rng.randrange(10**9)}}"
+run.mkdir(parents=True)
+(run / "samples.csv").write_text(text)
+envelope = {{
+    "schema_version": 2, "run_id": run.name,
+    "created_at": datetime.now(timezone.utc).isoformat(),
+    "metadata": {{"git_commit": commit}}, "scenarios": [], "stats": [], "verdicts": [],
+    "samples_file": "samples.csv", "samples_count": len(rows),
+    "samples_sha256": hashlib.sha256(text.encode()).hexdigest(), "extra": {{}},
+}}
+(run / "results.json").write_text(json.dumps(envelope))
+"""
+
+
+def _stand_in_repo(repo: Path) -> Path:
+    """A repository of two commits: point reads as fast as before, then twice as slow."""
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    main_py = repo / "lancesync_bench" / "__main__.py"
+    main_py.parent.mkdir(parents=True)
+    for factor, message in ((1.0, "base"), (2.0, "point reads twice as slow")):
+        main_py.write_text(_STAND_IN.format(factor=factor), encoding="utf-8")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", message)
+    return repo
+
+
+def test_the_gate_fails_a_commit_that_slows_one_operation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _stand_in_repo(tmp_path / "repo")
+    argv = ["gate", "--repo", str(repo), "--rounds", "3", "--warmup", "0"]
+    assert main([*argv, "HEAD~1", "HEAD"]) == 1
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if " service " in line]
+    assert [line.split()[3] for line in rows if line.endswith("regression")] == ["point_read"]
+    assert "round 6/6" in captured.err
+    assert "gate: FAIL: regression in point_read" in captured.err
+    # Repeated rounds of one commit: no regression.
+    assert main([*argv, "HEAD", "HEAD"]) == 0
+    assert "gate: pass: no regression" in capsys.readouterr().err
+
+
+def test_the_gate_prints_json_with_the_commits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _stand_in_repo(tmp_path / "repo")
+    argv = ["gate", "--json", "--repo", str(repo), "--rounds", "2", "--warmup", "0"]
+    assert main([*argv, "--out", str(tmp_path / "kept"), "HEAD~1", "HEAD"]) in (0, 1)
+    data = json.loads(capsys.readouterr().out)
+    assert data["base"] == "HEAD~1" and len(data["head_commit"]) == 40
+    assert len(data["runs_a"]) == len(data["runs_b"]) == 2
+    # The kept rounds can be judged again with compare.
+    assert main(["compare", str(tmp_path / "kept" / "A"), str(tmp_path / "kept" / "B")]) in (0, 1)
+    capsys.readouterr()
