@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lancesync_bench.bench.probe import Probe, shared_probe
+from lancesync_bench.bench.slowdown import Slowdown
 from lancesync_bench.netem import S3Proxy
 from lancesync_bench.results import Phase, SampleRow
 
@@ -85,6 +86,10 @@ class Recorder:
     An operation that raises, or returns a report that says it failed (:func:`failure_of`),
     goes to ``failures`` instead of ``samples``; an exception is then raised again, since
     the caller cannot go on with a result it does not have.
+
+    ``slowdown`` is a test-only switch (:mod:`lancesync_bench.bench.slowdown`, read from the
+    environment): it stretches one operation inside its timed window, so the regression
+    gate's tests have a genuine slowdown to catch. None in normal use.
     """
 
     key: CellKey
@@ -93,6 +98,7 @@ class Recorder:
     failures: list[FailedOperation] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     probe: Probe | None = field(default_factory=shared_probe)
+    slowdown: Slowdown | None = field(default_factory=Slowdown.from_env)
 
     async def run(
         self,
@@ -133,6 +139,8 @@ class Recorder:
         start = time.perf_counter_ns()
         try:
             result = await fn(arg)
+            if self.slowdown is not None and self.slowdown.applies(operation, path):
+                await self.slowdown.stretch(time.perf_counter_ns() - start)
         except Exception as exc:
             self.fail(
                 operation,

@@ -23,7 +23,18 @@ from lancesync_bench.errors import ConfigError, LanceSyncError, UserIdError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `--help` lists them.
-_COMMANDS = ("run", "tier", "report", "compare", "matrix", "config", "s3", "chaos", "migrate")
+_COMMANDS = (
+    "run",
+    "tier",
+    "report",
+    "compare",
+    "gate",
+    "matrix",
+    "config",
+    "s3",
+    "chaos",
+    "migrate",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,4 @@
-"""``lancesync-bench compare``: run B against run A, per operation; exit 1 on a regression."""
+"""``lancesync-bench compare``: runs B against runs A, per operation; exit 1 on a regression."""
 
 from __future__ import annotations
 
@@ -9,18 +9,35 @@ from typing import Any
 
 __all__ = ["register", "run"]
 
+_SEPARATOR = "vs"
+
 _DESCRIPTION = """\
-Compare two benchmark runs key by key (scenario, profile, size, operation, path; warm
-samples, and cold ones where both runs hold enough): the ratio of medians and of p95
-(B/A, above 1 means B is slower; p95 only where both runs have n >= 20), the Mann-Whitney
-p-value, and a bootstrap 95% CI of the median ratio.
+Compare benchmark runs key by key (scenario, profile, size, operation, path; warm and cold
+samples). Each run is a round: per round and key the figure is the median latency, beside
+the median of the reference job (fixed CPU work) timed in the same cell. B/A is the ratio
+of the rounds' geometric means at equal reference speed: a fit scales each round by the
+reference as far as the key follows it (dividing by it when there are fewer than 6
+rounds), so a round on a slower machine is scaled back, but a reference job slowed alone
+does not turn into a regression. raw B/A leaves the reference out.
 
-A key is a regression when its p50 or p95 ratio reaches --threshold and p < --alpha; an
-improvement by the mirror rule; otherwise same (untested: too few samples for the test).
-Keys in one run only are listed and never fail the comparison.
+The test weighs a key's shift against the spread BETWEEN rounds (a t-test on the log
+figures), never against the samples of one run: on a shared machine a whole run drifts
+(2x a minute apart for one commit), and samples within it share that drift. p-values are
+corrected for the number of keys (Benjamini-Hochberg).
 
-RUN_A and RUN_B are run folders (results/<run-id>), their results.json, or a folder of
-runs (its most recent run is used).
+Verdicts: regression = B/A >= --threshold and p < --alpha; improvement = the mirror rule;
+same = the 95% CI of B/A lies within 1/threshold..threshold; unsure = the noise between
+rounds is too large to tell (never a regression); untested = fewer than 2 rounds a side
+for this key; reference = the reference job's row (how fast B's machine ran against A's).
+
+With one run a side the noise between runs cannot be estimated: no key is tested and
+none is a regression (unsure = B/A past the threshold, untested = within it).
+
+  compare RUN_A RUN_B               each a run folder, its results.json, or a folder of
+                                    runs (every run in it is a round)
+  compare A1 A2 A3 vs B1 B2 B3      several rounds a side, named one by one
+
+`lancesync-bench gate` benchmarks two commits in alternating rounds and compares them.
 
 Exit status: 0 no regression, 1 at least one regression, 2 bad input.
 """
@@ -29,9 +46,7 @@ Exit status: 0 no regression, 1 at least one regression, 2 bad input.
 def _ratio(text: str) -> float:
     value = float(text)
     if not value > 1.0:
-        raise argparse.ArgumentTypeError(
-            f"must be a ratio above 1 (1.10 = 10 % slower); got {text}"
-        )
+        raise argparse.ArgumentTypeError(f"must be a ratio above 1 (1.3 = 30 % slower); got {text}")
     return value
 
 
@@ -42,46 +57,95 @@ def _alpha(text: str) -> float:
     return value
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``compare`` subcommand to ``subparsers``."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "compare",
-        help="compare two runs per operation; exit 1 on a regression",
-        description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("run_a", metavar="RUN_A", help="the baseline run")
-    p.add_argument("run_b", metavar="RUN_B", help="the candidate run")
-    # The defaults are stats.is_regression's: 10 % is within the run-to-run noise of a
-    # shared CI machine, and alpha 1 % keeps false alarms rare across a run's many keys.
+def add_rule_options(p: argparse.ArgumentParser) -> None:
+    """--threshold, --alpha and --raw: the regression rule (shared with ``gate``)."""
+    from lancesync_bench.bench.gate import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+
     p.add_argument(
         "--threshold",
         type=_ratio,
-        default=1.10,
-        help="B/A ratio of p50 or p95 that counts as a regression (default: 1.10)",
+        default=DEFAULT_THRESHOLD,
+        help=f"B/A ratio that counts as a regression (default: {DEFAULT_THRESHOLD:g}: smaller"
+        " shifts are within the rounds' drift on a shared 2-core machine)",
     )
     p.add_argument(
         "--alpha",
         type=_alpha,
-        default=0.01,
-        help="significance level of the Mann-Whitney test (default: 0.01)",
+        default=DEFAULT_ALPHA,
+        help=f"false discovery rate over the keys (default: {DEFAULT_ALPHA:g})",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="judge raw medians (leave the reference job out)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``compare`` subcommand to ``subparsers``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "compare",
+        help="compare runs per operation across rounds; exit 1 on a regression",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help=f"RUN_A RUN_B, or A1 [A2 ...] {_SEPARATOR} B1 [B2 ...]",
+    )
+    add_rule_options(p)
+    p.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="judge only this operation (repeatable; default: every operation)",
+    )
+    p.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        default=[],
+        metavar="ROWS",
+        help="judge only this table size (repeatable; default: every size)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
+def split_sides(runs: list[str]) -> tuple[list[str], list[str]]:
+    """(A runs, B runs) from ``A B`` or ``A1 A2 ... vs B1 B2 ...``; ValueError otherwise."""
+    if _SEPARATOR in runs:
+        i = runs.index(_SEPARATOR)
+        a, b = runs[:i], runs[i + 1 :]
+        if a and b and _SEPARATOR not in b:
+            return a, b
+    elif len(runs) == 2:
+        return [runs[0]], [runs[1]]
+    raise ValueError(
+        f"expected RUN_A RUN_B or A1 [A2 ...] {_SEPARATOR} B1 [B2 ...]; got {' '.join(runs)}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the comparison; 1 when any key regressed, 2 when the input is unusable, else 0."""
-    from lancesync_bench.bench.compare import (
-        CompareInputError,
-        compare_runs,
-        format_comparison,
-    )
+    from lancesync_bench.bench.compare import CompareInputError, compare_runs, format_comparison
     from lancesync_bench.results import ResultsError
 
     try:
-        result = compare_runs(args.run_a, args.run_b, threshold=args.threshold, alpha=args.alpha)
-    except (CompareInputError, ResultsError) as exc:
+        side_a, side_b = split_sides(args.runs)
+        result = compare_runs(
+            side_a,
+            side_b,
+            threshold=args.threshold,
+            alpha=args.alpha,
+            normalise=not args.raw,
+            operations=args.operation,
+            sizes=args.size,
+        )
+    except (ValueError, CompareInputError, ResultsError) as exc:
         # One line, exit 2: a missing or unreadable run is a usage error, not a regression.
         print(f"lancesync-bench compare: error: {exc}", file=sys.stderr)
         return 2

@@ -51,10 +51,11 @@ def test_checks_job_runs_the_projects_ci_script() -> None:
 def test_every_lancesync_bench_command_parses() -> None:
     commands = [line for line in _run_lines() if line.startswith("lancesync-bench ")]
     assert any(" run " in f" {c} " for c in commands)
-    assert any(c.startswith("lancesync-bench compare ") for c in commands)
+    assert any(c.startswith("lancesync-bench gate ") for c in commands)
     parser = build_parser()
     for command in commands:
-        args = parser.parse_args(shlex.split(command)[1:])  # exits 2 on an unknown option
+        words = [w if not w.startswith('"$') else "HEAD~1" for w in shlex.split(command)[1:]]
+        args = parser.parse_args(words)  # exits 2 on an unknown option
         assert callable(args.func)
 
 
