@@ -47,7 +47,7 @@ from lancesync_bench.storage.service import LanceDBStorageService
 from lancesync_bench.storage.tier import TierPolicy
 from lancesync_bench.workload import Workload, doc_id
 
-__all__ = ["TierBenchOptions", "TierFigure", "measure_write_tier"]
+__all__ = ["TierBenchOptions", "TierCheck", "TierFigure", "judge_write_tier", "measure_write_tier"]
 
 USER = "tier-user"
 _QUANTILES = (0.5, 0.95, 0.99)
@@ -82,7 +82,11 @@ class TierFigure:
 
     def interval(self, q: float) -> tuple[float, float] | None:
         """Distribution-free 95 % interval of the q-quantile, None when n is too small."""
-        return order_statistic_interval(self.samples_ms, q)
+        from lancesync_bench.intervals import percentile_interval
+
+        ns = [round(ms * 1e6) for ms in self.samples_ms]
+        found = percentile_interval(ns, q * 100)
+        return None if found is None else (found.low, found.high)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no raw samples)."""
@@ -94,29 +98,6 @@ class TierFigure:
             out[f"{key}_ci_ms"] = None if ci is None else [round(ci[0], 4), round(ci[1], 4)]
         out["max_ms"] = round(max(self.samples_ms), 4)
         return out
-
-
-def order_statistic_interval(
-    samples: list[float], q: float, confidence: float = 0.95
-) -> tuple[float, float] | None:
-    """The interval [x_(l), x_(u)] that covers the true q-quantile with ``confidence``.
-
-    The number of samples below the quantile is Binomial(n, q); its central interval gives
-    the ranks (scipy.stats.binom). None when the sample cannot support it (the upper rank
-    would fall past the largest sample).
-    """
-    from scipy.stats import binom
-
-    n = len(samples)
-    if n == 0:
-        return None
-    alpha = 1.0 - confidence
-    lo = int(binom.ppf(alpha / 2, n, q))
-    hi = int(binom.ppf(1 - alpha / 2, n, q)) + 1
-    if lo < 1 or hi > n:
-        return None
-    ordered = sorted(samples)
-    return ordered[lo - 1], ordered[hi - 1]
 
 
 def _config(root: Path, dim: int, durability: str = "process") -> LanceDBSyncConfig:

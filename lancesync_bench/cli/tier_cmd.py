@@ -56,18 +56,25 @@ def _run(args: argparse.Namespace) -> int:
         judge_write_tier,
         measure_write_tier,
     )
+    from lancesync_bench.cli.outputs import check_output_folder
     from lancesync_bench.errors import ConfigError
     from lancesync_bench.results import new_run_id
 
     for name in ("rows", "writes", "kills"):
         if getattr(args, name) < (1 if name != "kills" else 0):
             raise ConfigError(f"--{name}={getattr(args, name)} is out of range; allowed: >= 1")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} is a file; allowed: a folder (created if missing)")
+    check_output_folder(args.out)
     if args.quick:
-        opts = TierBenchOptions(rows=2_000, writes=400, batches=50, throughput_writes=500, kills=3)
+        opts = TierBenchOptions(rows=2_000, writes=400, batches=80, throughput_writes=500, kills=3)
     else:
-        opts = TierBenchOptions(rows=args.rows, writes=args.writes, kills=args.kills)
+        # Batches: a fifth of the writes (400 by default, enough for a p99 interval).
+        opts = TierBenchOptions(
+            rows=args.rows,
+            writes=args.writes,
+            kills=args.kills,
+            batches=max(20, args.writes // 5),
+            throughput_writes=args.writes,
+        )
     run_dir = args.out / f"{new_run_id()}-tier"
     run_dir.mkdir(parents=True)
     work = Path(tempfile.mkdtemp(prefix="lancesync-tier-"))
