@@ -66,6 +66,9 @@ class StoreStatus:
     # Vector search parameters calibrated against exact search, with the estimated recall
     # (a 95 % lower bound), the sample and the index: see storage.calibrate.SearchParams.
     search: dict[str, Any] | None = None
+    # The periodic sync/backup (SYNC_INTERVAL_S): failures since the last success, failures
+    # in all, the last error and the time of the last success.
+    background: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""

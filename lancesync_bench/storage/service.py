@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from lancesync_bench.storage.tier import TierPolicy
 from lancesync_bench.storage.transfer import RemoteTable
 
 __all__ = ["LanceDBStorageService"]
+
+_log = logging.getLogger("lancesync_bench.storage")
 
 
 def _device_id(config: LanceDBSyncConfig) -> str:
@@ -131,7 +134,7 @@ class LanceDBStorageService:
             raise S3Error(
                 f"storage mode {self.mode.value} lets several writers commit to one table, which "
                 f"is only safe when S3 rejects an existing key under If-None-Match: *; "
-                f"{self.endpoint.url or 'AWS S3'} does not ({result.detail})"
+                f"{self.endpoint.describe()} does not ({result.detail})"
             )
         self._probed = True
 
@@ -203,14 +206,28 @@ class LanceDBStorageService:
         self._background = asyncio.get_running_loop().create_task(self._periodic(interval))
 
     async def _periodic(self, interval: float) -> None:
+        """Sync or back up every open user each ``interval`` seconds; every failure is
+        counted in that user's ``status()`` and logged, never dropped."""
         while True:
             await asyncio.sleep(interval)
             for store in list(self._stores.values()):
-                with contextlib.suppress(Exception):  # the report and status carry errors
-                    if isinstance(store, SyncStore):
-                        await store.sync()
-                    elif isinstance(store, BackupStore):
-                        await store.backup()
+                if not isinstance(store, (SyncStore, BackupStore)):
+                    continue
+                try:
+                    report = await (
+                        store.sync() if isinstance(store, SyncStore) else store.backup()
+                    )
+                except Exception as exc:
+                    error: str | None = f"{type(exc).__name__}: {exc}"
+                else:
+                    error = (
+                        None
+                        if report.reachable and not report.error
+                        else (report.error or "S3 unreachable")
+                    )
+                store.background.record(error)
+                if error is not None:
+                    _log.warning("background push for user %s failed: %s", store.ctx.user_id, error)
 
     # -- the public API --------------------------------------------------------------------
 

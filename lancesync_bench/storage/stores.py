@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,26 @@ class Clock:
         start = max(time.time_ns(), self.last + 1)
         self.last = start + n - 1
         return list(range(start, start + n))
+
+
+@dataclass
+class BackgroundRecord:
+    """What the periodic sync or backup of one user did: failures counted, never dropped."""
+
+    failures: int = 0  # since the last success
+    total_failures: int = 0
+    last_error: str | None = None
+    last_success: float | None = None  # wall-clock time
+
+    def record(self, error: str | None) -> None:
+        """Count one background push: ``error`` None for a success."""
+        if error is None:
+            self.failures = 0
+            self.last_success = time.time()
+        else:
+            self.failures += 1
+            self.total_failures += 1
+            self.last_error = error
 
 
 class StoreContext:
@@ -106,6 +127,7 @@ class LocalStore:
         self.maintenance_lock = asyncio.Lock()
         self._prewarm: asyncio.Task[Any] | None = None
         self.last_error: str | None = None
+        self.background = BackgroundRecord()
 
     async def open(self) -> None:
         """Open (or create) the local table and set the clock past this writer's records."""
@@ -411,6 +433,7 @@ class LocalStore:
             documents=await self.docs.live_count(),
             write_tier=None if self.tier is None else self.tier.stats(),
             search=None if self.docs.search_params is None else self.docs.search_params.as_dict(),
+            background=asdict(self.background),
         )
 
     async def close(self) -> None:

@@ -453,3 +453,35 @@ def test_corrupt_remote_file_is_never_installed_in_a_cache(
             await fresh.close()
 
     asyncio.run(scenario())
+
+
+def test_background_backup_failures_are_counted_in_status(s3: S3Endpoint, tmp_path: Path) -> None:
+    """The periodic backup's failures reach status() (and the log), never dropped."""
+    from lancesync_bench.netem import S3Proxy
+
+    async def until(svc: LanceDBStorageService, check: Any, limit_s: float = 20.0) -> Any:
+        deadline = time.monotonic() + limit_s
+        while True:
+            background = (await svc.status(USER)).background
+            if check(background) or time.monotonic() > deadline:
+                return background
+            await asyncio.sleep(0.1)
+
+    async def scenario(proxy: S3Proxy) -> None:
+        ep = proxy.endpoint_for(s3)
+        env = {"SYNC_INTERVAL_S": "0.3", "S3_CONNECT_TIMEOUT_S": "0.5", "S3_MAX_RETRIES": "0"}
+        async with open_service(BACKUP, tmp_path, ep, **env) as svc:
+            await svc.add_documents(USER, make_docs(3))
+            ok = await until(svc, lambda b: b["last_success"] is not None)
+            assert ok["last_success"] is not None and ok["failures"] == 0
+            proxy.cut()
+            failed = await until(svc, lambda b: b["failures"] >= 2)
+            assert failed["failures"] >= 2 and failed["total_failures"] >= 2
+            assert failed["last_error"]
+            proxy.restore()
+            healed = await until(svc, lambda b: b["failures"] == 0)
+            assert healed["failures"] == 0 and healed["total_failures"] >= 2
+            assert healed["last_success"] > ok["last_success"]
+
+    with S3Proxy(str(s3.url)) as proxy:
+        asyncio.run(scenario(proxy))
