@@ -154,10 +154,16 @@ class LocalStore:
         self.load_search_params()
         self.start_prewarm()
         await self.calibrate_when_due()
-        if await self.docs.needs_maintenance(self.ctx.policy):
-            # A table left with many small fragments (an older version's per-write commits,
-            # a crash loop): bring it back to shape without being asked.
-            self._appends_since_maintenance = self.ctx.policy.max_fragments
+        await self._reshape_on_open()
+
+    async def _reshape_on_open(self) -> None:
+        """Bring a neglected table back to shape without being asked: compact one left with
+        many small fragments (an older version's per-write commits, a writer that crashed
+        again and again before its maintenance came due). In the background: reads go on
+        meanwhile. (Rows a crash left in the log come back through the flusher, whose
+        commits join the id index at once.)"""
+        if await self.docs.fragment_count() >= self.ctx.policy.max_flushes:
+            self._appends_since_maintenance = 0
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain_quietly())
 
     def start_prewarm(self) -> None:
@@ -269,13 +275,14 @@ class LocalStore:
 
     # -- maintenance ------------------------------------------------------------------------
 
-    def _after_write(self, rows: int = 0) -> None:
+    def _after_write(self, rows: int = 0, background: bool = False) -> None:
         """Count a Lance append (a tier flush of ``rows``, a sync pull, a direct commit);
         compact when due.
 
         With a write tier, each flush is one fragment of many rows, and maintenance runs every
-        ``max_flushes`` of them; between passes, flushed rows join the id index once enough
-        of them wait (see :meth:`_index_flushed_rows`).
+        ``max_flushes`` of them. Between passes, the flusher's own commits (``background``)
+        join the id index at once, and others once ``index_rows`` rows wait: a flush that a
+        sync or backup asked for is then not followed by another version racing its upload.
         """
         self._appends_since_maintenance += 1
         self._unindexed_rows += rows
@@ -286,7 +293,12 @@ class LocalStore:
             self._appends_since_maintenance = 0
             self._unindexed_rows = 0
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain_quietly())
-        elif self.tier is not None and idle and self._unindexed_rows >= policy.index_rows:
+        elif (
+            self.tier is not None
+            and idle
+            and self._unindexed_rows
+            and (background or self._unindexed_rows >= policy.index_rows)
+        ):
             self._unindexed_rows = 0
             self._index_flushed_rows()
 

@@ -199,8 +199,11 @@ def test_acknowledged_writes_survive_repeated_kill_9(tmp_path: Path) -> None:
     async def check() -> None:
         async with LanceDBStorageService(_config(tmp_path)) as svc:
             for doc_id, text in acked.items():
+                # The newest acknowledged write, or a later one: the child may have written
+                # (and kept) a few more before the kill landed than the parent had read.
                 got = await svc.get_document(USER, doc_id)
-                assert got is not None and got["text"] == text, doc_id
+                assert got is not None, doc_id
+                assert int(got["text"][1:]) >= int(text[1:]), (doc_id, got["text"], text)
         # Reopening again finds nothing to replay and no duplicate records in the table.
         async with LanceDBStorageService(_config(tmp_path)) as svc:
             stats = (await svc.status(USER)).write_tier
