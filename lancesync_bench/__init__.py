@@ -24,6 +24,10 @@ os.environ.setdefault(
 os.environ.setdefault(
     "LANCEDB_LOG", "warn,lance::index::vector::builder=error,lance_index::vector::kmeans=error"
 )
+# Search calibration reads index statistics (for the index type) and never needs the IVF
+# centroids in them; without this, Lance warns on each call that they will be left out by
+# default in a future release.
+os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 
 from lancesync_bench.config import BackendLocation, FrontendType, LanceDBSyncConfig, StorageMode
 from lancesync_bench.errors import (
