@@ -27,6 +27,7 @@ from lancesync_bench.storage.transfer import (
     latest_version,
     local_files,
     manifest_version,
+    sha256_file,
 )
 
 __all__ = ["Replica"]
@@ -112,6 +113,13 @@ class Replica:
 
     async def _reconcile(self, remote_files: dict[str, FileInfo], stats: TransferStats) -> None:
         local = local_files(self.table_dir)
+        cut_short = await self._cut_short_uploads(local, remote_files, stats)
+        if cut_short:
+            await asyncio.to_thread(
+                self.remote.push, self.table_dir, cut_short, stats, writer=self.writer
+            )
+            for rel in cut_short:
+                remote_files[rel] = FileInfo(rel, local[rel])
         extra = [r for r in local if r not in remote_files]
         unpushed = [r for r in extra if manifest_version(r) is not None]
         if unpushed:
@@ -146,6 +154,30 @@ class Replica:
             r: i for r, i in remote_files.items() if r not in local and manifest_version(r)
         }
         await self._pull_versions(manifests, stats, remote_files=remote_files)
+
+    async def _cut_short_uploads(
+        self, local: dict[str, int], remote_files: dict[str, FileInfo], stats: TransferStats
+    ) -> list[str]:
+        """Data files whose S3 copy is an upload of this very file that arrived cut short.
+
+        A push killed mid-upload can leave an object with the request's metadata and fewer
+        bytes than were sent (seen on SeaweedFS: an empty object whose recorded SHA-256 is
+        the local file's). Such a copy is sent again; any other difference stays an error.
+        Manifests are never resent (they are conditional puts, handled by the push).
+        """
+        suspects = [
+            r
+            for r, size in local.items()
+            if (info := remote_files.get(r)) is not None
+            and info.size != size
+            and manifest_version(r) is None
+        ]
+        resend = []
+        for rel in suspects:
+            recorded = await asyncio.to_thread(self.remote.recorded_sha256, rel, stats)
+            if recorded is not None and recorded == sha256_file(self.table_dir / rel):
+                resend.append(rel)
+        return resend
 
     async def refresh(self, stats: TransferStats) -> bool:
         """Pull versions newer than the local copy; True when something new arrived.

@@ -454,6 +454,17 @@ class RemoteTable:
 
     # -- download ------------------------------------------------------------------------
 
+    def recorded_sha256(self, rel: str, stats: TransferStats) -> str | None:
+        """The SHA-256 a push recorded in the object's metadata (None: no such record)."""
+        stats.count("HEAD")
+        key = f"{self.table_key}/{rel}"
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+        value = head.get("Metadata", {}).get("sha256")
+        return str(value) if value else None
+
     def _get_bytes(self, key: str, stats: TransferStats) -> bytes:
         stats.count("GET")
         try:

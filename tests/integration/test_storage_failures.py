@@ -485,3 +485,30 @@ def test_background_backup_failures_are_counted_in_status(s3: S3Endpoint, tmp_pa
 
     with S3Proxy(str(s3.url)) as proxy:
         asyncio.run(scenario(proxy))
+
+
+def test_an_upload_cut_short_by_a_kill_is_sent_again(s3: S3Endpoint, tmp_path: Path) -> None:
+    """An empty S3 object carrying the SHA-256 of this device's file (a push killed mid
+    upload) is resent when the device reopens; a copy with another recorded hash is not."""
+    from lancesync_bench.storage.transfer import sha256_file
+
+    async def scenario() -> None:
+        async with open_service(SYNC, tmp_path / "A", s3, device="A") as svc:
+            await svc.add_documents(USER, make_docs(10))
+            assert (await svc.sync(USER)).reachable
+        table = tmp_path / "A" / "users" / USER / "remote" / "documents.lance"
+        data = sorted(p for p in (table / "data").iterdir())[-1]
+        key = f"{table_key(s3, USER)}/data/{data.name}"
+        client = s3.client()
+        client.put_object(
+            Bucket=s3.bucket, Key=key, Body=b"", Metadata={"sha256": sha256_file(data)}
+        )
+        async with open_service(SYNC, tmp_path / "A", s3, device="A") as svc:
+            assert (await svc.sync(USER)).reachable
+        assert client.head_object(Bucket=s3.bucket, Key=key)["ContentLength"] == data.stat().st_size
+        client.put_object(Bucket=s3.bucket, Key=key, Body=b"", Metadata={"sha256": "0" * 64})
+        with pytest.raises(IntegrityError, match="differs from S3"):
+            async with open_service(SYNC, tmp_path / "A", s3, device="A") as svc:
+                await svc.sync(USER)
+
+    asyncio.run(scenario())
