@@ -391,14 +391,14 @@ def test_upstream_that_refuses_reaches_the_client_as_a_reset() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free now, and nothing listens on it
-    # The proxy resets the client as soon as its upstream connect fails, which can be
-    # before the request is sent: the reset then surfaces in sendall (ECONNRESET, or EPIPE
-    # once the socket is shut), otherwise in recv. A clean EOF (recv returning b"") or a
-    # hang (timeout) fails the test either way.
+    # The proxy resets the client as soon as its upstream connect fails, which can land
+    # while the client's connect completes, before the request is sent (sendall: ECONNRESET,
+    # or EPIPE once the socket is shut) or before recv: the reset may surface in any of the
+    # three. A clean EOF (recv returning b"") or a hang (timeout) fails the test either way.
     with (
         S3Proxy(f"http://127.0.0.1:{port}") as proxy,
-        _connect(proxy) as sock,
         pytest.raises((ConnectionResetError, BrokenPipeError)),
+        _connect(proxy) as sock,
     ):
         sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
         sock.recv(1)
