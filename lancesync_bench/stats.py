@@ -37,7 +37,6 @@ __all__ = [
     "Targets",
     "Verdict",
     "compare",
-    "is_regression",
     "judge",
     "min_samples",
     "ms_array",
@@ -257,22 +256,6 @@ def compare(
         ci_low=low,
         ci_high=high,
     )
-
-
-def is_regression(cmp: Comparison, threshold: float = 1.10, alpha: float = 0.01) -> bool:
-    """True when b is slower than a by at least ``threshold``, and the shift is significant.
-
-    All three must hold: (1) the median ratio or the p95 ratio is >= ``threshold`` (10 %
-    by default: smaller shifts are within run-to-run noise of a shared CI machine); (2) the
-    Mann-Whitney p-value is below ``alpha`` (1 %: a CI gate runs many comparisons, so the
-    false-alarm rate per comparison must be low); (3) b is the slower side (P(b > a) > 0.5).
-    A large ratio without significance (few or noisy samples), or a significant but tiny
-    shift (many samples), is not a regression.
-    """
-    ratios = [r for r in (cmp.median_ratio, cmp.p95_ratio) if r is not None]
-    if cmp.p_value is None or cmp.prob_b_slower is None or not ratios:
-        return False
-    return max(ratios) >= threshold and cmp.p_value < alpha and cmp.prob_b_slower > 0.5
 
 
 Status = Literal["PASS", "FAIL", "UNSURE", "N/A", "BELOW"]

@@ -32,7 +32,6 @@ from lancesync_bench.stats import (
 
 __all__ = [
     "comparison_rows",
-    "format_comparisons",
     "format_machine_noise",
     "format_verdicts",
     "machine_noise",
@@ -396,40 +395,6 @@ def comparison_rows(samples: Iterable[SampleRow]) -> list[dict[str, Any]]:
                 }
             )
     return rows
-
-
-def format_comparisons(rows: Iterable[dict[str, Any]]) -> str:
-    """A plain-text table: service median, baseline median, ratio (service / baseline)."""
-    header = (
-        "scenario",
-        "profile",
-        "size",
-        "operation",
-        "baseline",
-        "service p50",
-        "baseline p50",
-        "service/baseline",
-    )
-    lines = [header]
-    for r in sorted(
-        rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"], r["baseline"])
-    ):
-        ratio = r["median_ratio"]
-        lines.append(
-            (
-                r["scenario"],
-                r["profile"],
-                str(r["size"]),
-                r["operation"],
-                r["baseline"].removeprefix("baseline:"),
-                f"{r['service_p50_ms']:.2f} ms",
-                f"{r['baseline_p50_ms']:.2f} ms",
-                "-" if ratio is None else f"{ratio:.2f}",
-            )
-        )
-    if len(lines) == 1:
-        return "(no baseline measured an operation of the service)"
-    return _columns(lines)
 
 
 def _columns(lines: Sequence[Sequence[str]]) -> str:

@@ -15,13 +15,14 @@ from lancesync_bench.bench import baselines as bl
 from lancesync_bench.bench.cell import CellPlan
 from lancesync_bench.bench.recorder import CellKey, Recorder
 from lancesync_bench.bench.runner import RunOptions, _skip_rows, _sweeps, tool_cells
+from lancesync_bench.bench.summary import format_baselines
 from lancesync_bench.bench.sweep import (
     _run_schedule,
     intended_offsets,
     op_kinds,
     sweep_operation,
 )
-from lancesync_bench.bench.verdicts import comparison_rows, format_comparisons
+from lancesync_bench.bench.verdicts import comparison_rows
 from lancesync_bench.config import Secret
 from lancesync_bench.results import SampleRow
 from lancesync_bench.s3.endpoint import S3Endpoint
@@ -146,15 +147,16 @@ def test_comparison_rows_service_over_baseline() -> None:
     assert local["p_value"] is not None and local["p_value"] < 0.01
     assert local["ci_low"] <= 2.0 <= local["ci_high"]
     assert s3["baseline_requests"] == 4.0 and s3["service_requests"] is None
-    table = format_comparisons(rows)
-    assert "lancedb-s3" in table and "0.50" in table and "2.00" in table
+    table = format_baselines(rows)
+    assert "2x faster than plain LanceDB on S3" in table
+    assert "2x slower than plain LanceDB on local disk" in table
 
 
 def test_comparison_ratio_needs_samples_for_the_test() -> None:
     rows = comparison_rows(_rows("service", "x", [2.0, 2.0]) + _rows("baseline:b", "x", [1.0]))
     assert rows[0]["median_ratio"] is None  # one baseline sample supports no median
     assert rows[0]["p_value"] is None
-    assert format_comparisons([]) == "(no baseline measured an operation of the service)"
+    assert format_baselines([]) == "(no baseline measured an operation of the service)"
 
 
 # -- folder-copy tools ------------------------------------------------------------------
