@@ -78,6 +78,25 @@ async def _lancedb_round_trip(endpoint: S3Endpoint) -> tuple[int, list[str], lis
     return await reopened.count_rows(), [h["id"] for h in hits], (await db.list_tables()).tables
 
 
+def test_uploads_send_their_body_without_waiting_for_100_continue(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    client = s3.client()
+    sent: list[dict[str, str]] = []
+    client.meta.events.register(
+        "before-send.s3", lambda request, **_: sent.append(dict(request.headers))
+    )
+    path = tmp_path / "body.bin"
+    path.write_bytes(b"x" * 4096)
+    with open(path, "rb") as body:  # a file body is what botocore asks to Expect for
+        client.put_object(Bucket=s3.bucket, Key=s3.key("expect", "a"), Body=body)
+    client.put_object(Bucket=s3.bucket, Key=s3.key("expect", "b"), Body=b"y" * 10)
+    assert len(sent) == 2
+    assert all("Expect" not in h and "expect" not in h for h in sent), sent
+    got = client.get_object(Bucket=s3.bucket, Key=s3.key("expect", "a"))["Body"].read()
+    assert got == b"x" * 4096
+
+
 def test_lancedb_create_add_search_on_s3(s3: S3Endpoint) -> None:
     rows, hits, tables = asyncio.run(_lancedb_round_trip(s3))
     assert rows == 51
