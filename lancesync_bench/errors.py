@@ -16,6 +16,7 @@ configuration and usage errors, 1 for the rest; it never shows a traceback for t
 from __future__ import annotations
 
 __all__ = [
+    "CommitOutcomeUnknown",
     "ConfigError",
     "DocumentError",
     "IntegrityError",
@@ -49,6 +50,11 @@ class S3Error(LanceSyncError):
 
 class S3Unavailable(S3Error):
     """The S3 endpoint did not answer in time: the caller is offline or the server is down."""
+
+
+class CommitOutcomeUnknown(S3Unavailable):
+    """A commit's manifest was sent but neither its answer nor a read-back arrived: S3 may
+    hold the version or not. The next refresh (or open) of the table shows which."""
 
 
 class IntegrityError(LanceSyncError):

@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lancesync_bench.errors import LanceSyncError, S3Error, S3Unavailable
+from lancesync_bench.errors import CommitOutcomeUnknown, LanceSyncError, S3Error, S3Unavailable
 from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy
 from lancesync_bench.storage.replica import Replica
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
-from lancesync_bench.storage.schema import TABLE_NAME, sql_string
+from lancesync_bench.storage.schema import TABLE_NAME, record_to_document, sql_string
 from lancesync_bench.storage.stores import LocalStore, StoreContext, read_json, write_json_atomic
 from lancesync_bench.storage.transfer import (
     FileInfo,
@@ -64,6 +64,33 @@ class BackupStore(LocalStore):
         self.remote_version: int | None = state.get("remote_version")
         # Local files a finished backup put on S3 (so their records were written).
         self._confirmed: set[str] = set(state.get("confirmed", []))
+        # The newest record timestamp a finished backup holds (None: not known yet).
+        self.backed_up_through: int | None = state.get("backed_up_through")
+        # (newest timestamp, records) of each write no finished backup holds yet; None until
+        # first counted from the table (a compaction may since have merged or dropped some).
+        self._unbacked: list[tuple[int, int]] | None = None
+
+    async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
+        """Write as the local store does, and count the write as not yet backed up."""
+        newest: list[int] = []
+
+        def stamped(stamps: list[int]) -> pa.Table:
+            newest.append(stamps[-1])
+            return build(stamps)
+
+        rows = await super()._write(stamped, n)
+        if self._unbacked is not None and newest:
+            self._unbacked.append((newest[-1], rows))
+        return rows
+
+    async def _pending(self) -> int:
+        """How many records written here no finished backup holds."""
+        if self._unbacked is None:
+            through = -1 if self.backed_up_through is None else self.backed_up_through
+            keys = await self.docs.keys(f"updated_at > {through}")
+            stamps = keys.column("updated_at")
+            self._unbacked = [(int(pc.max(stamps).as_py()), keys.num_rows)] if keys.num_rows else []
+        return sum(rows for _, rows in self._unbacked)
 
     async def backup(self) -> SyncReport:
         """Upload the files S3 lacks, manifests last; report what moved.
@@ -77,6 +104,12 @@ class BackupStore(LocalStore):
         # No compaction while files are listed and read: its cleanup would delete them.
         async with self.maintenance_lock:
             async with self.write_lock:
+                # Every write stamped up to here is in these files (the flush above moved
+                # them, oldest first), also those whose records a compaction since dropped.
+                through = max(
+                    await self.docs.max_updated_at(),
+                    -1 if self.tier is None else self.tier.lance_max_ts,
+                )
                 files = local_files(self.table_dir)
             try:
                 if self.remote_version is not None:
@@ -91,7 +124,9 @@ class BackupStore(LocalStore):
                             self.remote.push, self.table_dir, news, stats, writer=self.ctx.writer
                         )
                         newest = max(created, default=latest)
-                        return self._backed_up(stats, start, files, newest, created=created)
+                        return self._backed_up(
+                            stats, start, files, newest, created=created, through=through
+                        )
                 # First backup, or S3 moved on (another device, an interrupted push): plan
                 # from the full listing.
                 remote = await asyncio.to_thread(self.remote.list_files, stats)
@@ -108,7 +143,7 @@ class BackupStore(LocalStore):
                 self.last_error = str(exc)
                 return _report("backup", self.ctx, stats, start, reachable=False, error=str(exc))
         remote_latest = max((v for v in map(manifest_version, remote) if v), default=None)
-        return self._backed_up(stats, start, files, remote_latest, created=created)
+        return self._backed_up(stats, start, files, remote_latest, created=created, through=through)
 
     def _backed_up(
         self,
@@ -118,8 +153,9 @@ class BackupStore(LocalStore):
         remote_latest: int | None,
         *,
         created: list[int],
+        through: int,
     ) -> SyncReport:
-        """Record a finished backup of ``files`` and report it."""
+        """Record a finished backup of ``files`` (records up to ``through``); report it."""
         versions = [v for v in map(manifest_version, files) if v is not None]
         self.remote_version = max(
             [*versions, *([remote_latest] if remote_latest is not None else [])], default=None
@@ -127,14 +163,10 @@ class BackupStore(LocalStore):
         self.last_push = time.time()
         self.last_error = None
         self._confirmed = set(files)
-        write_json_atomic(
-            self.state_path,
-            {
-                "last_push": self.last_push,
-                "remote_version": self.remote_version,
-                "confirmed": sorted(self._confirmed),
-            },
-        )
+        self.backed_up_through = through
+        if self._unbacked is not None:
+            self._unbacked = [(stamp, rows) for stamp, rows in self._unbacked if stamp > through]
+        self._save_state()
         return _report(
             "backup",
             self.ctx,
@@ -221,14 +253,9 @@ class BackupStore(LocalStore):
             # Everything restored came from a finished backup: the next one sends only news.
             self._confirmed = {r for r in local_files(self.table_dir) if r in remote_files}
             self.remote_version = max(versions)
-            write_json_atomic(
-                self.state_path,
-                {
-                    "last_push": self.last_push,
-                    "remote_version": self.remote_version,
-                    "confirmed": sorted(self._confirmed),
-                },
-            )
+            self.backed_up_through = await self.docs.max_updated_at()
+            self._unbacked = []  # the table is the backup's
+            self._save_state()
         except S3Unavailable as exc:
             self.last_error = str(exc)
             return _report("restore", self.ctx, stats, start, reachable=False, error=str(exc))
@@ -275,14 +302,27 @@ class BackupStore(LocalStore):
             with contextlib.suppress(OSError):
                 os.link(self.table_dir / rel, target)
 
+    def _save_state(self) -> None:
+        write_json_atomic(
+            self.state_path,
+            {
+                "last_push": self.last_push,
+                "remote_version": self.remote_version,
+                "confirmed": sorted(self._confirmed),
+                "backed_up_through": self.backed_up_through,
+            },
+        )
+
     async def status(self) -> StoreStatus:
-        """Local and backed-up versions, and how many local versions await a backup."""
+        """Local and backed-up versions, and how many changes (documents added, replaced or
+        deleted) no finished backup holds yet: each write counted as it is acknowledged
+        (after a restart, the table's records newer than the last backup)."""
         base = await super().status()
         local = base.local_version or 0
         remote = self.remote_version or 0
         base.remote_version = self.remote_version
-        base.pending_changes = max(0, local - remote)
-        base.in_sync = local == remote
+        base.pending_changes = await self._pending()
+        base.in_sync = local == remote and base.pending_changes == 0
         base.last_push = self.last_push
         return base
 
@@ -489,22 +529,54 @@ class S3PrimaryStore(LocalStore):
             self._s3_db = await self._connect_s3()
         return self._s3_db
 
-    async def _commit(self, records: pa.Table) -> None:
-        if not self.cache:
-            await self.docs.append(records)
-            return
-        stats = TransferStats()
-        try:
-            await self.replica.commit(lambda d: d.append(records), stats)
-        except S3Error as exc:
-            self.last_error = f"write not committed: {exc}"
-            # Same class (S3Unavailable stays S3Unavailable), a message that says the outcome.
-            raise type(exc)(
-                f"write of {records.num_rows} document(s) was not committed (nothing was "
-                f"written): {exc}"
-            ) from exc
-        self.last_error = None
-        self._table = self.replica.table
+    async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
+        """Commit ``n`` freshly stamped records to S3 (through the cache when it is on).
+
+        The records are stamped inside each commit attempt, after the clock has observed
+        every version the replica holds: a write that lost the race for a version to
+        another instance is stamped again after pulling the winner, so it is newer than
+        anything this instance could read before it was acknowledged (read-your-writes
+        whatever the instances' clocks say).
+        """
+        async with self.write_lock:
+            if not self.cache:
+                records = build(self.clock.take(n))
+                await self.docs.append(records)
+                return int(records.num_rows)
+            stats = TransferStats()
+
+            async def stamped_append(docs: DocTable) -> int:
+                self.clock.observe(self.replica.newest_seen)
+                records = build(self.clock.take(n))
+                await docs.append(records)
+                return int(records.num_rows)
+
+            try:
+                written = await self.replica.commit(stamped_append, stats)
+            except CommitOutcomeUnknown as exc:
+                self.last_error = f"write outcome unknown: {exc}"
+                raise CommitOutcomeUnknown(
+                    f"write of {n} document(s) may or may not be on S3: {exc}"
+                ) from exc
+            except S3Error as exc:
+                self.last_error = f"write not committed: {exc}"
+                # Same class (S3Unavailable stays S3Unavailable), a message that says the
+                # outcome: the push stopped before S3 took the manifest, or S3 said it lacks it.
+                raise type(exc)(
+                    f"write of {n} document(s) was not committed (nothing was written): {exc}"
+                ) from exc
+            self.last_error = None
+            self._table = self.replica.table
+        self._after_write()
+        return written
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
+        """The live document, or None; its timestamp joins what this instance has seen."""
+        record = await (await self.read_docs()).get_record(doc_id)
+        if record is None:
+            return None
+        self.clock.observe(int(record["updated_at"]))
+        return None if record["deleted"] else record_to_document(record)
 
     async def read_docs(self) -> DocTable:
         """The replica, refreshed first when its view is older than the staleness bound."""
@@ -527,6 +599,7 @@ class S3PrimaryStore(LocalStore):
         self.stale = False
         self.last_error = None
         self._table = self.replica.table
+        self.clock.observe(self.replica.newest_seen)
         report = _report(
             "refresh", self.ctx, stats, start, remote_version=self.replica.remote_version
         )
@@ -546,10 +619,26 @@ class S3PrimaryStore(LocalStore):
         return report
 
     async def status(self) -> StoreStatus:
-        """Cache and S3 versions, and whether reads may be stale."""
+        """Cache and S3 versions, and whether reads may be stale.
+
+        Without a cache the S3 version is asked of S3 (a one-key listing): the opened table
+        is a view that other instances' commits move past.
+        """
         base = await super().status()
-        base.remote_version = self.replica.remote_version if self.cache else base.local_version
+        if self.cache:
+            base.remote_version = self.replica.remote_version
+        else:
+            try:
+                base.remote_version = await asyncio.to_thread(
+                    self.replica.remote.latest_version, TransferStats()
+                )
+            except S3Unavailable as exc:
+                self.stale = True
+                base.last_error = self.last_error = str(exc)
+            else:
+                self.stale = False
         base.in_sync = (base.local_version == base.remote_version) and not self.stale
+        base.pending_changes = 0  # every acknowledged write is on S3
         base.reads_may_be_stale = self.stale
         base.reachable = not self.stale
         return base

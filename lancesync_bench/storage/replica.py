@@ -57,6 +57,9 @@ class Replica:
         self._table: Any = None
         self._files: dict[str, int] = {}
         self.docs = DocTable(lambda: self._table, dim=dim)
+        # The largest record timestamp of the versions installed here (-1: none yet): the
+        # writer's clock moves past it before stamping a commit.
+        self.newest_seen = -1
 
     @property
     def table(self) -> Any:
@@ -73,6 +76,20 @@ class Replica:
         self.docs.invalidate()
         self._db = await lancedb.connect_async(str(self.root))
         self._table = await self._db.open_table(TABLE_NAME)
+
+    async def _note_newest(self) -> None:
+        """Move ``newest_seen`` past the records that arrived (only those are read back)."""
+        import pyarrow.compute as pc
+
+        newer = (
+            await self._table.query()
+            .where(f"updated_at > {self.newest_seen}")
+            .select(["updated_at"])
+            .to_arrow()
+        )
+        if newer.num_rows:
+            newest = int(pc.max(newer.column("updated_at")).as_py())
+            self.newest_seen = max(self.newest_seen, newest)
 
     async def open(self, stats: TransferStats) -> None:
         """Bring the local copy to the remote's latest version, creating the table if needed.
@@ -101,6 +118,7 @@ class Replica:
         await self._reopen()
         self._files = local_files(self.table_dir)
         self.remote_version = self.local_version()
+        await self._note_newest()
         self.last_refresh = time.monotonic()
 
     async def _create_local(self) -> None:
@@ -203,6 +221,7 @@ class Replica:
             self.docs.invalidate()  # other writers' records arrived
             await self._table.checkout_latest()
             self.remote_version = max(versions)
+            await self._note_newest()
             return True
 
     async def _pull_versions(

@@ -69,6 +69,9 @@ class StoreStatus:
     # The periodic sync/backup (SYNC_INTERVAL_S): failures since the last success, failures
     # in all, the last error and the time of the last success.
     background: dict[str, Any] | None = None
+    # Background upkeep (compaction, index updates, search calibration, prewarming), in the
+    # same shape: a failed pass is retried by the next one, and counted here meanwhile.
+    upkeep: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""

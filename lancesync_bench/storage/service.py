@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ class LanceDBStorageService:
     """Documents per user, kept the way the configuration's storage mode says.
 
     ``endpoint`` overrides the S3 endpoint the configuration describes (tests and the
-    benchmark pass the embedded server's, possibly through a delaying proxy). Use it as
+    benchmark pass the embedded server's, possibly through a delaying proxy). ``wall_clock``
+    replaces the wall clock (nanoseconds) that timestamps start from: the reliability
+    suite and the tests run devices whose clocks are skewed or set back. Use it as
     ``async with LanceDBStorageService(config) as service:`` or call :meth:`close`.
     """
 
@@ -59,8 +62,10 @@ class LanceDBStorageService:
         policy: MaintenancePolicy | None = None,
         tier: TierPolicy | None = None,
         check_conditional_put: bool = True,
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         config.validate()
+        self.wall_clock = wall_clock
         self.config = config
         self.mode: StorageMode = config.storage_mode
         self.endpoint = endpoint
@@ -164,6 +169,7 @@ class LanceDBStorageService:
             policy=self.policy,
             mode=self.mode.value,
             tier=self.tier_policy,
+            wall_clock=self.wall_clock,
         )
         store: LocalStore
         if self.mode is StorageMode.LOCAL_ONLY:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,27 +31,36 @@ from lancesync_bench.storage.tier import TierPolicy, WriteTier
 
 __all__ = ["Clock", "LocalStore", "StoreContext"]
 
+_log = logging.getLogger("lancesync_bench.storage")
+
 
 class Clock:
-    """Strictly increasing nanosecond timestamps for one writer.
+    """A hybrid logical clock: strictly increasing nanosecond timestamps for one writer.
 
-    Wall-clock based so that last-writer-wins matches what users expect across devices, and
-    never repeating or going backwards within a writer, which sync's per-writer watermarks
-    rely on. It also never hands out a timestamp at or below one it has *seen* (every record
-    of the table at open, records pulled from other devices): a write always wins over every
-    record its writer could read before it, even when this device's wall clock runs behind.
+    A timestamp is the wall clock's reading, unless this writer has handed out or *seen* a
+    larger one (every record of the table at open, records pulled by sync, versions a
+    refresh brings in, the record a read returned): then it is one past that. So a write
+    always wins over every record its writer could have read before it, whatever the
+    devices' clocks say, and timestamps never repeat or go backwards within a writer (sync's
+    per-writer watermarks rely on it), even when the wall clock is set back while running.
+    Only writes that neither device had seen from the other (concurrent edits) are ordered
+    by the wall clocks, so within the clocks' skew the later of them in real time may lose.
+
+    ``wall`` reads the wall clock in nanoseconds: tests and the reliability suite give a
+    device a skewed one.
     """
 
-    def __init__(self, floor: int = 0) -> None:
+    def __init__(self, floor: int = 0, *, wall: Callable[[], int] = time.time_ns) -> None:
         self.last = floor
+        self.wall = wall
 
     def observe(self, seen: int) -> None:
         """Move past a timestamp seen in the table (own or another device's)."""
         self.last = max(self.last, seen)
 
     def take(self, n: int) -> list[int]:
-        """``n`` fresh timestamps, each larger than any handed out before."""
-        start = max(time.time_ns(), self.last + 1)
+        """``n`` fresh timestamps, each larger than any handed out or seen before."""
+        start = max(self.wall(), self.last + 1)
         self.last = start + n - 1
         return list(range(start, start + n))
 
@@ -88,6 +98,7 @@ class StoreContext:
         policy: MaintenancePolicy,
         mode: str,
         tier: TierPolicy | None = None,
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.user_id = user_id
         self.user_dir = user_dir
@@ -96,6 +107,7 @@ class StoreContext:
         self.policy = policy
         self.mode = mode
         self.tier = tier or TierPolicy()
+        self.wall_clock = wall_clock
 
 
 class LocalStore:
@@ -107,7 +119,7 @@ class LocalStore:
         self.db: Any = None
         self._table: Any = None
         self.docs = DocTable(lambda: self._table, dim=ctx.dim)
-        self.clock = Clock()
+        self.clock = Clock(wall=ctx.wall_clock)
         # Local writes go through a write log and an in-memory table (see storage.tier);
         # None where writes commit elsewhere (the S3-primary mode).
         self.tier: WriteTier | None = None
@@ -127,7 +139,8 @@ class LocalStore:
         self.maintenance_lock = asyncio.Lock()
         self._prewarm: asyncio.Task[Any] | None = None
         self.last_error: str | None = None
-        self.background = BackgroundRecord()
+        self.background = BackgroundRecord()  # the periodic sync or backup
+        self.upkeep = BackgroundRecord()  # background maintenance, indexing, calibration
 
     async def open(self) -> None:
         """Open (or create) the local table and set the clock past this writer's records."""
@@ -179,7 +192,7 @@ class LocalStore:
             try:
                 await self.docs.prewarm()
             except Exception as exc:  # a cache hint: reads work without it
-                self.last_error = f"index prewarm failed: {type(exc).__name__}: {exc}"
+                self._upkeep_failed("index prewarm", exc)
 
         self._prewarm = asyncio.get_running_loop().create_task(prewarm())
 
@@ -320,7 +333,7 @@ class LocalStore:
                 async with self.maintenance_lock:
                     await self.docs.index_new_rows()
             except Exception as exc:  # reads stay correct, only slower
-                self.last_error = f"id index update failed: {type(exc).__name__}: {exc}"
+                self._upkeep_failed("id index update", exc)
             if self._index_again:
                 self._index_flushed_rows()
 
@@ -330,7 +343,17 @@ class LocalStore:
         try:
             await self.maintain()
         except Exception as exc:
-            self.last_error = f"maintenance failed: {type(exc).__name__}: {exc}"
+            self._upkeep_failed("maintenance", exc)
+        else:
+            self.upkeep.record(None)
+
+    def _upkeep_failed(self, what: str, exc: BaseException) -> None:
+        """Record a failure of background upkeep (maintenance, index updates, calibration,
+        prewarming): in ``last_error``, counted in ``status().upkeep``, and logged."""
+        error = f"{what} failed: {type(exc).__name__}: {exc}"
+        self.last_error = error
+        self.upkeep.record(error)
+        _log.warning("user %s: %s", self.ctx.user_id, error)
 
     async def maintain(self) -> Any:
         """Compact now: drop superseded records, merge fragments, refresh indexes."""
@@ -387,7 +410,7 @@ class LocalStore:
                 self.docs.search_params = found
                 write_json_atomic(self.search_params_path, found.as_dict())
             except Exception as exc:  # searches keep the previous parameters
-                self.last_error = f"search calibration failed: {type(exc).__name__}: {exc}"
+                self._upkeep_failed("search calibration", exc)
 
         self._calibration = asyncio.get_running_loop().create_task(run())
 
@@ -446,6 +469,7 @@ class LocalStore:
             write_tier=None if self.tier is None else self.tier.stats(),
             search=None if self.docs.search_params is None else self.docs.search_params.as_dict(),
             background=asdict(self.background),
+            upkeep=asdict(self.upkeep),
         )
 
     async def close(self) -> None:

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lancesync_bench.errors import IntegrityError, S3Error, S3Unavailable, SyncConflict
+from lancesync_bench.errors import (
+    CommitOutcomeUnknown,
+    IntegrityError,
+    S3Error,
+    S3Unavailable,
+    SyncConflict,
+)
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -362,7 +368,14 @@ class RemoteTable:
     def _put_manifest(
         self, local: Path, rel: str, sha: str, *, record: str, writer: str, stats: TransferStats
     ) -> bool:
-        """Create the manifest only if absent; False when an identical one is already there."""
+        """Create the manifest only if absent; False when an identical one is already there.
+
+        A failure whose outcome is ambiguous (the request may have reached S3: a connection
+        dropped or timed out after sending, a 5xx) is resolved before answering: the key is
+        read back, and the version is ours when S3 holds our bytes (by SHA-256), another
+        writer's when it holds other bytes, and not committed when it holds nothing. Only
+        when that read fails too is the outcome unknown (:class:`CommitOutcomeUnknown`).
+        """
         key = f"{self.table_key}/{rel}"
         body = local.read_bytes()
         stats.count("PUT")
@@ -373,20 +386,58 @@ class RemoteTable:
             )
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status != 412:
-                raise _s3_failure(exc, f"committing {rel}") from exc
-            remote = self._get_bytes(key, stats)
-            if hashlib.sha256(remote).hexdigest() == sha:
+            if status == 412:
+                self._check_ours(self._get_bytes(key, stats), rel, sha, failure=exc)
                 return False  # our own earlier, interrupted push: the version is complete
-            version = manifest_version(rel)
-            raise SyncConflict(
-                f"version {version} of s3://{self.bucket}/{self.table_key} was committed by "
-                "another writer first"
-            ) from exc
+            if status is not None and int(status) < 500:
+                raise _s3_failure(exc, f"committing {rel}") from exc  # refused: not written
+            return self._resolve(key, rel, sha, body, stats, failure=exc)
         except BotoCoreError as exc:
-            raise _s3_failure(exc, f"committing {rel}") from exc
+            return self._resolve(key, rel, sha, body, stats, failure=exc)
         stats.up(len(body))
         return True
+
+    def _check_ours(self, remote: bytes, rel: str, sha: str, *, failure: Exception) -> None:
+        """Raise :class:`SyncConflict` (caused by ``failure``) unless ``remote`` is the
+        manifest with SHA-256 ``sha``."""
+        if hashlib.sha256(remote).hexdigest() != sha:
+            raise SyncConflict(
+                f"version {manifest_version(rel)} of s3://{self.bucket}/{self.table_key} was "
+                "committed by another writer first"
+            ) from failure
+
+    def _resolve(
+        self,
+        key: str,
+        rel: str,
+        sha: str,
+        body: bytes,
+        stats: TransferStats,
+        *,
+        failure: Exception,
+    ) -> bool:
+        """The truth about a manifest PUT whose answer was lost (see :meth:`_put_manifest`)."""
+        what = f"committing {rel}"
+        stats.count("GET")
+        try:
+            remote: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise _s3_failure(failure, what) from failure  # S3 has no such version
+            raise self._unknown(what, failure, exc) from failure
+        except BotoCoreError as exc:
+            raise self._unknown(what, failure, exc) from failure
+        self._check_ours(remote, rel, sha, failure=failure)
+        stats.up(len(body))
+        return True  # S3 holds our manifest: the commit happened
+
+    @staticmethod
+    def _unknown(what: str, failure: Exception, read_failure: Exception) -> CommitOutcomeUnknown:
+        return CommitOutcomeUnknown(
+            f"{what}: the answer was lost ({_s3_failure(failure, what)}) and reading the "
+            f"version back failed too ({_s3_failure(read_failure, 'read-back')}); the next "
+            "refresh shows whether S3 holds it"
+        )
 
     def push(
         self,

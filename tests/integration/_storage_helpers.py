@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +84,11 @@ def open_service(
     device: str = "A",
     policy: MaintenancePolicy | None = None,
     tier: TierPolicy | None = None,
+    wall_clock: Callable[[], int] = time.time_ns,
     **env: str,
 ) -> LanceDBStorageService:
-    """A storage service for ``mode`` rooted at ``path`` and talking to ``ep``."""
+    """A storage service for ``mode`` rooted at ``path`` and talking to ``ep``; its
+    timestamps start from ``wall_clock`` (a skewed clock for a device that runs off)."""
     config = make_config(mode, path, ep, device=device, **env)
     if policy is None:
         # Tests that do not exercise maintenance keep it out of the way; the default
@@ -94,7 +98,9 @@ def open_service(
             max_flushes=10_000,
             keep_tombstones=mode in ("local_primary_s3_sync", "s3_primary_local_cache"),
         )
-    return LanceDBStorageService(config, endpoint=ep, policy=policy, tier=tier)
+    return LanceDBStorageService(
+        config, endpoint=ep, policy=policy, tier=tier, wall_clock=wall_clock
+    )
 
 
 def make_docs(

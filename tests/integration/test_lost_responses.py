@@ -1,0 +1,168 @@
+"""A commit whose answer is lost is resolved before the caller is answered.
+
+S3 may take a request and the answer never arrive (a connection dropped or timed out after
+sending). For the manifest PUT, which decides whether a write happened, the service reads
+the version back and reports the truth: committed when S3 holds our manifest (by SHA-256),
+not committed when it holds nothing, and "outcome unknown" only when the read-back fails
+too. The faults are injected on the service's real boto3 client through botocore's event
+hooks: the request reaches the real S3 server (or not), and only the answer is replaced
+by a dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _storage_helpers import make_docs, open_service, remote_records
+from botocore.exceptions import ConnectionClosedError
+
+from lancesync_bench.errors import CommitOutcomeUnknown, S3Unavailable
+from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.storage.service import LanceDBStorageService
+
+pytestmark = pytest.mark.integration
+
+USER = "lost"
+SYNC = "local_primary_s3_sync"
+PRIMARY = "s3_primary_local_cache"
+
+
+class Faults:
+    """Lose the answer to (or the whole of) the next S3 request whose key matches."""
+
+    def __init__(self, svc: LanceDBStorageService) -> None:
+        self.client: Any = svc._s3_client()
+        self.armed: list[tuple[str, str, str]] = []  # (operation, key part, "answer"|"request")
+        self.hits: list[str] = []
+        events = self.client.meta.events
+        for op in ("PutObject", "GetObject"):
+            events.register(f"before-parameter-build.s3.{op}", self._note_key)
+            events.register(f"before-call.s3.{op}", self._before(op))
+            events.register(f"after-call.s3.{op}", self._after(op))
+
+    def lose(self, op: str, key_part: str, what: str = "answer") -> None:
+        self.armed.append((op, key_part, what))
+
+    def _take(self, op: str, key: str, what: str) -> bool:
+        for fault in self.armed:
+            if fault[0] == op and fault[1] in key and fault[2] == what:
+                self.armed.remove(fault)
+                self.hits.append(f"{op} {what} {key}")
+                return True
+        return False
+
+    @staticmethod
+    def _note_key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["fault_key"] = params.get("Key", "")
+
+    def _before(self, op: str) -> Callable[..., None]:
+        def handler(context: dict[str, Any], **_: Any) -> None:
+            if self._take(op, context["fault_key"], "request"):
+                raise ConnectionClosedError(endpoint_url="lost before sending")
+
+        return handler
+
+    def _after(self, op: str) -> Callable[..., None]:
+        def handler(context: dict[str, Any], **_: Any) -> None:
+            if self._take(op, context.get("fault_key", ""), "answer"):
+                raise ConnectionClosedError(endpoint_url="answer lost")
+
+        return handler
+
+
+def doc(doc_id: str) -> dict[str, Any]:
+    return {**make_docs(1)[0], "id": doc_id, "text": f"text of {doc_id}"}
+
+
+async def on_s3(s3: S3Endpoint, doc_id: str) -> bool:
+    return any(r["id"] == doc_id for r in (await remote_records(s3, USER)).to_pylist())
+
+
+def test_s3_primary_write_reports_what_s3_holds_after_a_lost_answer(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with (
+            open_service(PRIMARY, tmp_path / "A", s3, device="A") as a,
+            open_service(PRIMARY, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, [doc("seed")])
+            faults = Faults(a)
+
+            # 1. The manifest PUT reached S3, its answer was lost: read back, ours, committed.
+            faults.lose("PutObject", "/_versions/")
+            assert await a.add_documents(USER, [doc("m-landed")]) == 1
+            assert faults.hits and not faults.armed
+            assert await on_s3(s3, "m-landed")
+            assert (await b.get_document(USER, "m-landed")) is not None
+            assert (await a.get_document(USER, "m-landed")) is not None
+
+            # 2. A data file's answer was lost (botocore gives up): the push stops before the
+            #    manifest, nothing was written, and the error says so.
+            faults.lose("PutObject", "/data/")
+            with pytest.raises(S3Unavailable, match="nothing was written"):
+                await a.add_documents(USER, [doc("d-lost")])
+            assert not await on_s3(s3, "d-lost")
+            assert await a.get_document(USER, "d-lost") is None
+
+            # 3. The manifest PUT never left: the read-back finds no such version.
+            faults.lose("PutObject", "/_versions/", "request")
+            with pytest.raises(S3Unavailable, match="nothing was written") as info:
+                await a.add_documents(USER, [doc("m-unsent")])
+            assert not isinstance(info.value, CommitOutcomeUnknown)
+            assert not await on_s3(s3, "m-unsent")
+            assert await b.get_document(USER, "m-unsent") is None
+
+            # 4. The manifest's answer and the read-back are both lost: the outcome is
+            #    unknown and said to be; the next refresh shows the write S3 took.
+            faults.lose("PutObject", "/_versions/")
+            faults.lose("GetObject", "/_versions/", "request")
+            with pytest.raises(CommitOutcomeUnknown, match="may or may not be on S3"):
+                await a.add_documents(USER, [doc("m-unknown")])
+            assert await on_s3(s3, "m-unknown")
+            await a.refresh(USER)
+            assert (await a.get_document(USER, "m-unknown")) is not None
+            status = await a.status(USER)
+            assert status.in_sync
+
+            # Later writes go on normally, and both instances agree.
+            await a.add_documents(USER, [doc("after")])
+            for svc in (a, b):
+                for doc_id in ("seed", "m-landed", "m-unknown", "after"):
+                    assert await svc.get_document(USER, doc_id) is not None, doc_id
+                for doc_id in ("d-lost", "m-unsent"):
+                    assert await svc.get_document(USER, doc_id) is None, doc_id
+
+    asyncio.run(scenario())
+
+
+def test_sync_push_with_a_lost_manifest_answer_counts_the_records_once(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, [doc("first")])
+            assert (await a.sync(USER)).reachable
+            faults = Faults(a)
+            await a.add_documents(USER, [doc("second")])
+            faults.lose("PutObject", "/_versions/")
+            report = await a.sync(USER)
+            assert report.reachable, report.error
+            assert faults.hits
+            assert report.records_up == 1
+            assert (await a.status(USER)).pending_changes == 0
+            report = await a.sync(USER)  # nothing is pushed twice
+            assert report.records_up == 0
+            assert (await b.sync(USER)).reachable
+            assert await b.get_document(USER, "second") is not None
+            ids = [r["id"] for r in (await remote_records(s3, USER)).to_pylist()]
+            assert sorted(ids) == ["first", "second"]
+
+    asyncio.run(scenario())
