@@ -351,24 +351,64 @@ class SyncStore(LocalStore):
         self.pulled: dict[str, int] = {str(k): int(v) for k, v in state.get("pulled", {}).items()}
         self.pushed_remote_version: int = int(state.get("pushed_remote_version", 0))
         self._replica_open = False
+        # Kept between syncs so that one with nothing to do reads no table: the newest
+        # timestamp per origin in the replica and (other devices') in the local table, and
+        # the newest this device wrote (None: not read yet).
+        self._remote_marks: dict[str, int] | None = None
+        self._local_marks: dict[str, int] | None = None
+        self._written: int | None = None
         # One sync at a time per device: two at once would both open the replica (the second
         # fails creating a table the first made) or push the same records twice.
         self.sync_lock = asyncio.Lock()
 
-    async def _watermarks(self, docs: DocTable) -> dict[str, int]:
-        keys = await docs.keys()
-        if keys.num_rows == 0:
-            return {}
-        grouped = keys.group_by("origin").aggregate([("updated_at", "max")])
-        return dict(
-            zip(grouped["origin"].to_pylist(), grouped["updated_at_max"].to_pylist(), strict=True)
-        )
+    async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
+        """Write as the local store does, and note the newest timestamp this device wrote
+        (a sync with nothing newer than its last push skips looking for its records)."""
+        newest: list[int] = []
+
+        def stamped(stamps: list[int]) -> pa.Table:
+            newest.append(stamps[-1])
+            return build(stamps)
+
+        rows = await super()._write(stamped, n)
+        if newest and self._written is not None:
+            self._written = max(self._written, newest[-1])
+        return rows
+
+    async def _watermarks(
+        self, docs: DocTable, known: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        """The newest timestamp per origin in ``docs``: with ``known`` marks, only the
+        records newer than those are read (what arrived since), and the marks never go
+        back (a compaction that dropped an origin's newest, superseded record does not
+        make it unseen)."""
+        marks = dict(known or {})
+        where = None
+        if known:
+            newer = [f"(origin = {sql_string(o)} AND updated_at > {m})" for o, m in known.items()]
+            others = ", ".join(sql_string(o) for o in known)
+            where = " OR ".join([*newer, f"origin NOT IN ({others})"])
+        for origin, mark in _newest_per_origin(await docs.keys(where)).items():
+            marks[origin] = max(marks.get(origin, -1), mark)
+        return marks
+
+    async def _own_newest(self) -> int:
+        """The newest timestamp this device wrote (read from the table once per open)."""
+        if self._written is None:
+            keys = await self.docs.keys(f"origin = {sql_string(self.ctx.writer)}")
+            stamps = keys.column("updated_at")
+            self._written = int(pc.max(stamps).as_py()) if keys.num_rows else -1
+        return self._written
 
     async def sync(self) -> SyncReport:
         """Push this device's new records, pull other devices' new records.
 
         Convergence: both sides end up holding the union of records, and every replica picks
         the same winner per id. Offline, it returns at once with ``reachable=False``.
+
+        Its cost follows what changed: one one-key LIST when nothing did (per-origin marks
+        are kept between syncs, so no table is scanned), and only records newer than the
+        marks are read when something did.
         """
         async with self.sync_lock:
             return await self._sync()
@@ -376,46 +416,37 @@ class SyncStore(LocalStore):
     async def _sync(self) -> SyncReport:
         start = time.perf_counter()
         stats = TransferStats()
-        pushed = pulled = 0
-        await self.flush()  # this device's acknowledged writes into its Lance table first
+        saved = self._saved_state()
         try:
             if not self._replica_open:
+                await self.flush()
                 await self.replica.open(stats)
                 self._replica_open = True
+                changed, mine = True, None
             else:
-                await self.replica.refresh(stats)
-            remote_marks = await self._watermarks(self.replica.docs)
+                # The S3 round trip and the local work (flushing this device's acknowledged
+                # writes into its Lance table, reading those S3 lacks) overlap.
+                got = await asyncio.gather(
+                    self.replica.refresh(stats), self._unpushed(), return_exceptions=True
+                )
+                for outcome in got:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                changed, mine = got  # type: ignore[assignment]
             if (self.replica.remote_version or 0) < self.pushed_remote_version:
                 self.pushed = -1  # the S3 table was replaced: what it holds is all that counts
-            async with self.write_lock:
-                floor = max(remote_marks.get(self.ctx.writer, -1), self.pushed)
-                mine = await self.docs.records(
-                    f"origin = {sql_string(self.ctx.writer)} AND updated_at > {floor}"
-                )
-            if mine.num_rows:
-                await self.replica.commit(lambda d: d.append(mine), stats)
-                pushed = mine.num_rows
-                self.pushed = max(self.pushed, int(pc.max(mine.column("updated_at")).as_py()))
-                self.last_push = time.time()
+                self._remote_marks = mine = None
+            if changed or self._remote_marks is None:
+                self._remote_marks = await self._watermarks(self.replica.docs, self._remote_marks)
+            if mine is None:
+                mine = await self._unpushed()
+            pushed = await self._push_mine(mine, stats)
             self.pushed_remote_version = self.replica.remote_version or 0
-            local_marks = await self._watermarks(self.docs)
-            floors = {o: max(m, self.pulled.get(o, -1)) for o, m in local_marks.items()}
-            floors.update({o: w for o, w in self.pulled.items() if o not in floors})
-            incoming = await self._incoming(remote_marks, floors)
-            if incoming.num_rows:
-                async with self.write_lock:
-                    await self.docs.append(incoming)
-                newest = int(pc.max(incoming.column("updated_at")).as_py())
-                if self.tier is not None:
-                    self.tier.observe_lance(newest)
-                self.clock.observe(newest)  # later local writes win over what just arrived
-                pulled = incoming.num_rows
-                self._after_write(pulled)
-            for origin, mark in remote_marks.items():
-                if origin != self.ctx.writer:
-                    self.pulled[origin] = max(self.pulled.get(origin, -1), mark)
+            pulled = await self._pull_incoming()
             self.last_pull = time.time()
-            if await self.replica.docs.needs_maintenance(self.replica_policy):
+            if (changed or pushed) and await self.replica.docs.needs_maintenance(
+                self.replica_policy
+            ):
                 await self.replica.commit(
                     lambda d: d.maintain(self.replica_policy), stats, may_delete=True
                 )
@@ -423,16 +454,8 @@ class SyncStore(LocalStore):
             self.last_error = str(exc)
             return _report("sync", self.ctx, stats, start, reachable=False, error=str(exc))
         self.last_error = None
-        write_json_atomic(
-            self.state_path,
-            {
-                "last_push": self.last_push,
-                "last_pull": self.last_pull,
-                "pushed": self.pushed,
-                "pulled": self.pulled,
-                "pushed_remote_version": self.pushed_remote_version,
-            },
-        )
+        if self._saved_state() != saved:
+            write_json_atomic(self.state_path, self._state())
         return _report(
             "sync",
             self.ctx,
@@ -443,6 +466,75 @@ class SyncStore(LocalStore):
             local_version=int(await self._table.version()),
             remote_version=self.replica.remote_version,
         )
+
+    async def _unpushed(self) -> pa.Table:
+        """Flush the write log, then read this device's records newer than what S3 holds of
+        them as last seen (none read when nothing newer was written)."""
+        await self.flush()
+        me = self.ctx.writer
+        floor = max((self._remote_marks or {}).get(me, -1), self.pushed)
+        if await self._own_newest() <= floor:
+            return pa.table({})
+        async with self.write_lock:
+            return await self.docs.records(f"origin = {sql_string(me)} AND updated_at > {floor}")
+
+    async def _push_mine(self, mine: pa.Table, stats: TransferStats) -> int:
+        """Commit ``mine``, less what S3 holds by now, to the shared table; how many."""
+        assert self._remote_marks is not None
+        me = self.ctx.writer
+        if mine.num_rows:
+            on_s3 = self._remote_marks.get(me, -1)
+            mine = mine.filter(pc.greater(mine.column("updated_at"), on_s3))
+        if not mine.num_rows:
+            return 0
+        pulls = self.replica.pulls
+        await self.replica.commit(lambda d: d.append(mine), stats)
+        newest = _newest_per_origin(mine)[me]
+        self.pushed = max(self.pushed, newest)
+        self._remote_marks[me] = max(self._remote_marks.get(me, -1), newest)
+        if self.replica.pulls != pulls:  # it lost a race: other devices' versions came in
+            self._remote_marks = await self._watermarks(self.replica.docs, self._remote_marks)
+        self.last_push = time.time()
+        return int(mine.num_rows)
+
+    async def _pull_incoming(self) -> int:
+        """Append other devices' records newer than this device holds; how many."""
+        assert self._remote_marks is not None
+        if self._local_marks is None:
+            self._local_marks = await self._watermarks(self.docs)
+        floors = {o: max(m, self.pulled.get(o, -1)) for o, m in self._local_marks.items()}
+        floors.update({o: w for o, w in self.pulled.items() if o not in floors})
+        incoming = await self._incoming(self._remote_marks, floors)
+        if incoming.num_rows:
+            async with self.write_lock:
+                await self.docs.append(incoming)
+            arrived = _newest_per_origin(incoming)
+            newest = max(arrived.values())
+            if self.tier is not None:
+                self.tier.observe_lance(newest)
+            self.clock.observe(newest)  # later local writes win over what just arrived
+            for origin, mark in arrived.items():
+                self._local_marks[origin] = max(self._local_marks.get(origin, -1), mark)
+            self._after_write(incoming.num_rows)
+        for origin, mark in self._remote_marks.items():
+            if origin != self.ctx.writer:
+                self.pulled[origin] = max(self.pulled.get(origin, -1), mark)
+        return int(incoming.num_rows)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "last_push": self.last_push,
+            "last_pull": self.last_pull,
+            "pushed": self.pushed,
+            "pulled": self.pulled,
+            "pushed_remote_version": self.pushed_remote_version,
+        }
+
+    def _saved_state(self) -> dict[str, Any]:
+        """The state that matters for correctness (the times are kept with the next change)."""
+        return {k: v for k, v in self._state().items() if not k.startswith("last_")} | {
+            "pulled": dict(self.pulled)
+        }
 
     async def _incoming(
         self, remote_marks: dict[str, int], local_marks: dict[str, int]
@@ -642,6 +734,15 @@ class S3PrimaryStore(LocalStore):
         base.reads_may_be_stale = self.stale
         base.reachable = not self.stale
         return base
+
+
+def _newest_per_origin(records: pa.Table) -> dict[str, int]:
+    """origin -> the largest ``updated_at`` among ``records`` of that origin."""
+    if not records.num_rows:
+        return {}
+    grouped = records.group_by("origin").aggregate([("updated_at", "max")])
+    origins = grouped["origin"].to_pylist()
+    return {o: int(m) for o, m in zip(origins, grouped["updated_at_max"].to_pylist(), strict=True)}
 
 
 def _same_bytes(path: Path, info: FileInfo) -> bool:

@@ -60,6 +60,9 @@ class Replica:
         # The largest record timestamp of the versions installed here (-1: none yet): the
         # writer's clock moves past it before stamping a commit.
         self.newest_seen = -1
+        # How many times a refresh installed other writers' versions (a commit that lost a
+        # race pulls them before trying again).
+        self.pulls = 0
 
     @property
     def table(self) -> Any:
@@ -204,7 +207,8 @@ class Replica:
         per new manifest (its metadata lists the files it needs), and one per new file.
         """
         async with self.lock:
-            local_latest = self.local_version()
+            # The files of the last open, commit or refresh (a folder scan when none yet).
+            local_latest = latest_version(self._files) if self._files else self.local_version()
             latest = await asyncio.to_thread(self.remote.latest_version, stats)
             self.last_refresh = time.monotonic()
             if latest is not None and latest <= local_latest:
@@ -222,6 +226,7 @@ class Replica:
             await self._table.checkout_latest()
             self.remote_version = max(versions)
             await self._note_newest()
+            self.pulls += 1
             return True
 
     async def _pull_versions(

@@ -213,3 +213,54 @@ def test_no_change_backup_and_refresh_ask_s3_for_one_key(
             assert full_listings == []
 
     asyncio.run(scenario())
+
+
+def test_sync_cost_follows_what_changed_not_the_history(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync with nothing new is one one-key LIST and reads no table; a sync after one
+    new document reads only records newer than the kept per-origin marks (never every
+    record's keys), however much history the tables hold."""
+    from lancesync_bench.storage.doctable import DocTable
+
+    reads: list[str | None] = []
+    for name in ("keys", "records"):
+        original = getattr(DocTable, name)
+
+        async def spy(
+            self: DocTable, where: str | None = None, _o: Any = original, **kw: Any
+        ) -> Any:
+            reads.append(where)
+            return await _o(self, where, **kw)
+
+        monkeypatch.setattr(DocTable, name, spy)
+
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            for i in range(5):
+                await a.add_documents(USER, make_docs(20, start=20 * i))
+                await b.add_documents(USER, make_docs(1, start=1000 + i, prefix="b"))
+                assert (await a.sync(USER)).reachable and (await b.sync(USER)).reachable
+            assert (await a.sync(USER)).reachable
+            reads.clear()
+            idle = await a.sync(USER)
+            assert idle.reachable and idle.requests == {"LIST": 1}
+            assert (idle.records_up, idle.records_down) == (0, 0)
+            assert reads == []  # no table scanned
+
+            await a.add_documents(USER, make_docs(1, start=500))
+            await b.add_documents(USER, make_docs(1, start=2000, prefix="b"))
+            assert (await b.sync(USER)).reachable
+            reads.clear()
+            busy = await a.sync(USER)
+            assert (busy.records_up, busy.records_down) == (1, 1)
+            assert reads and all(w is not None and "updated_at >" in w for w in reads), reads
+            assert await a.get_document(USER, "b2000") is not None
+            reads.clear()
+            assert (await b.sync(USER)).records_down == 1
+            assert await b.get_document(USER, "d500") is not None
+
+    asyncio.run(scenario())
