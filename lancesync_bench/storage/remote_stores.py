@@ -70,18 +70,10 @@ class BackupStore(LocalStore):
         # first counted from the table (a compaction may since have merged or dropped some).
         self._unbacked: list[tuple[int, int]] | None = None
 
-    async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
-        """Write as the local store does, and count the write as not yet backed up."""
-        newest: list[int] = []
-
-        def stamped(stamps: list[int]) -> pa.Table:
-            newest.append(stamps[-1])
-            return build(stamps)
-
-        rows = await super()._write(stamped, n)
-        if self._unbacked is not None and newest:
-            self._unbacked.append((newest[-1], rows))
-        return rows
+    def _written(self, newest: int, rows: int) -> None:
+        """Count an acknowledged write as not yet backed up."""
+        if self._unbacked is not None:
+            self._unbacked.append((newest, rows))
 
     async def _pending(self) -> int:
         """How many records written here no finished backup holds."""
@@ -233,7 +225,9 @@ class BackupStore(LocalStore):
                 )
             staging = Replica(self.remote, staging_root, dim=self.ctx.dim, writer=self.ctx.writer)
             self._link_local_files(staging.table_dir, remote_files)
-            await staging.open(stats)
+            # Every version with its record: each file is checked against the SHA-256 its
+            # push recorded in a manifest (an object overwritten on S3 carries no record).
+            await staging.open(stats, all_versions=True)
             table = staging.table
             if target != max(versions):
                 await table.checkout(target)
@@ -356,24 +350,16 @@ class SyncStore(LocalStore):
         # the newest this device wrote (None: not read yet).
         self._remote_marks: dict[str, int] | None = None
         self._local_marks: dict[str, int] | None = None
-        self._written: int | None = None
+        self._own_newest_stamp: int | None = None
         # One sync at a time per device: two at once would both open the replica (the second
         # fails creating a table the first made) or push the same records twice.
         self.sync_lock = asyncio.Lock()
 
-    async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
-        """Write as the local store does, and note the newest timestamp this device wrote
-        (a sync with nothing newer than its last push skips looking for its records)."""
-        newest: list[int] = []
-
-        def stamped(stamps: list[int]) -> pa.Table:
-            newest.append(stamps[-1])
-            return build(stamps)
-
-        rows = await super()._write(stamped, n)
-        if newest and self._written is not None:
-            self._written = max(self._written, newest[-1])
-        return rows
+    def _written(self, newest: int, rows: int) -> None:
+        """Note the newest timestamp this device wrote (a sync with nothing newer than its
+        last push skips looking for its records)."""
+        if self._own_newest_stamp is not None:
+            self._own_newest_stamp = max(self._own_newest_stamp, newest)
 
     async def _watermarks(
         self, docs: DocTable, known: dict[str, int] | None = None
@@ -394,11 +380,11 @@ class SyncStore(LocalStore):
 
     async def _own_newest(self) -> int:
         """The newest timestamp this device wrote (read from the table once per open)."""
-        if self._written is None:
+        if self._own_newest_stamp is None:
             keys = await self.docs.keys(f"origin = {sql_string(self.ctx.writer)}")
             stamps = keys.column("updated_at")
-            self._written = int(pc.max(stamps).as_py()) if keys.num_rows else -1
-        return self._written
+            self._own_newest_stamp = int(pc.max(stamps).as_py()) if keys.num_rows else -1
+        return self._own_newest_stamp
 
     async def sync(self) -> SyncReport:
         """Push this device's new records, pull other devices' new records.

@@ -94,8 +94,11 @@ class Replica:
             newest = int(pc.max(newer.column("updated_at")).as_py())
             self.newest_seen = max(self.newest_seen, newest)
 
-    async def open(self, stats: TransferStats) -> None:
+    async def open(self, stats: TransferStats, *, all_versions: bool = False) -> None:
         """Bring the local copy to the remote's latest version, creating the table if needed.
+
+        Only the latest version is installed (its manifest and the files it needs), unless
+        ``all_versions`` asks for every version S3 keeps (a restore of an older one).
 
         Local versions the remote never received (a crash between commit and push) are
         pushed when they still fit on top of the remote, and dropped otherwise: they were
@@ -117,7 +120,7 @@ class Replica:
             except SyncConflict:
                 shutil.rmtree(self.table_dir, ignore_errors=True)
                 remote_files = await asyncio.to_thread(self.remote.list_files, stats)
-        await self._reconcile(remote_files, stats)
+        await self._reconcile(remote_files, stats, all_versions=all_versions)
         await self._reopen()
         self._files = local_files(self.table_dir)
         self.remote_version = self.local_version()
@@ -132,7 +135,9 @@ class Replica:
         self._table = await self._db.create_table(TABLE_NAME, schema=schema(self.dim))
         await self._table.create_index("id", config=lancedb.index.BTree())
 
-    async def _reconcile(self, remote_files: dict[str, FileInfo], stats: TransferStats) -> None:
+    async def _reconcile(
+        self, remote_files: dict[str, FileInfo], stats: TransferStats, *, all_versions: bool
+    ) -> None:
         local = local_files(self.table_dir)
         cut_short = await self._cut_short_uploads(local, remote_files, stats)
         if cut_short:
@@ -158,7 +163,9 @@ class Replica:
                     also_record=resumed,
                 )
                 return await self._reconcile(
-                    await asyncio.to_thread(self.remote.list_files, stats), stats
+                    await asyncio.to_thread(self.remote.list_files, stats),
+                    stats,
+                    all_versions=all_versions,
                 )
             except SyncConflict:
                 for rel in extra:
@@ -170,11 +177,54 @@ class Replica:
                     f"local copy {self.table_dir / rel} ({size} bytes) differs from S3 "
                     f"({info.size} bytes); move the folder away to rebuild it from S3"
                 )
+        if all_versions:
+            local = local_files(self.table_dir)
+            manifests = {
+                r: i for r, i in remote_files.items() if r not in local and manifest_version(r)
+            }
+            await self._pull_versions(manifests, stats, remote_files=remote_files)
+        else:
+            await self._install_latest(remote_files, stats)
+
+    async def _install_latest(
+        self, remote_files: dict[str, FileInfo], stats: TransferStats
+    ) -> None:
+        """Install S3's newest version when it is newer than the local copy's: its manifest
+        and the files it references that are missing here, nothing of the versions between
+        (after a long pause, those are most of the history: 929 GETs for 300 writes).
+
+        Each file is verified against the SHA-256 that the push which added it recorded:
+        the records are read newest first (a HEAD each) until every needed file is covered,
+        which stops at the last compaction, whose push added every file it references.
+        """
+        versions = {v: r for r in remote_files if (v := manifest_version(r)) is not None}
         local = local_files(self.table_dir)
-        manifests = {
-            r: i for r, i in remote_files.items() if r not in local and manifest_version(r)
-        }
-        await self._pull_versions(manifests, stats, remote_files=remote_files)
+        if not versions or max(versions) <= latest_version(local):
+            return
+        rel = versions[max(versions)]
+        got = await asyncio.to_thread(self.remote.get_manifests, [remote_files[rel]], stats)
+        body, listed = got[rel]
+        needed = await asyncio.to_thread(_referenced_files, body, rel, remote_files)
+        missing = needed - set(local)
+        recorded = {f.path: f for f in listed or [] if f.path in missing}
+        older = [versions[v] for v in sorted(versions, reverse=True)[1:]]
+        batch = self.remote.workers
+        while older and not missing <= set(recorded):
+            heads, older = older[:batch], older[batch:]
+            records = await asyncio.to_thread(
+                self.remote.get_records, [remote_files[r] for r in heads], stats
+            )
+            for files in records.values():
+                recorded.update((f.path, f) for f in files or [] if f.path in missing)
+        # A file no record lists came from plain LanceDB: checked by size and ETag.
+        todo = [recorded.get(r, remote_files[r]) for r in sorted(missing)]
+        await asyncio.to_thread(self.remote.download, todo, self.table_dir, stats)
+        dest = self.table_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".lancesync-{dest.name}.part")
+        tmp.write_bytes(body)
+        tmp.replace(dest)
+        stats.down(len(body))
 
     async def _cut_short_uploads(
         self, local: dict[str, int], remote_files: dict[str, FileInfo], stats: TransferStats
@@ -221,7 +271,7 @@ class Replica:
                 return False
             manifests = {i.path: i for i in newer.values()}
             await self._pull_versions(manifests, stats)
-            self._files = local_files(self.table_dir)
+            self._files = local_files(self.table_dir, known=self._files)
             self.docs.invalidate()  # other writers' records arrived
             await self._table.checkout_latest()
             self.remote_version = max(versions)
@@ -240,31 +290,36 @@ class Replica:
 
         Each manifest's record (object metadata, or a sidecar object when long) names the
         files its push added, with their SHA-256. A version without a record was written by
-        plain LanceDB; then every remote file missing here
-        is fetched, checked by size and ETag. ``remote_files``, when the caller has listed
-        the table already, adds every missing file (used when opening).
+        plain LanceDB: the files its manifest references (read by Lance) are fetched, each
+        checked by size and ETag. ``remote_files`` is the caller's listing of the table, if
+        it has one. Files no installed version references (those of a push that was killed
+        before its manifest) are never fetched.
         """
         expected: list[FileInfo] = []
         fetched: dict[str, bytes] = {}
-        foreign = False
+        foreign: list[str] = []
         got = await asyncio.to_thread(self.remote.get_manifests, manifests.values(), stats)
         for rel in manifests:
             body, listed = got[rel]
             if listed is None:
-                foreign = True
+                foreign.append(rel)
             else:
                 expected += listed
             fetched[rel] = body
-        if foreign or remote_files is not None:
+        if remote_files is not None and fetched:
+            # An open with history: the newest version's files may have been added by
+            # versions S3 no longer keeps (pruned), whose records are gone with them.
+            foreign.append(max(fetched, key=lambda r: manifest_version(r) or 0))
+        if foreign:
             if remote_files is None:
                 remote_files = await asyncio.to_thread(self.remote.list_files, stats)
             known = {f.path for f in expected}
-            local = local_files(self.table_dir)
-            expected += [
-                i
-                for r, i in remote_files.items()
-                if r not in local and r not in known and manifest_version(r) is None
-            ]
+            needed: set[str] = set()
+            for rel in dict.fromkeys(foreign):
+                needed |= await asyncio.to_thread(
+                    _referenced_files, fetched[rel], rel, remote_files
+                )
+            expected += [remote_files[r] for r in sorted(needed - known)]
         todo = [f for f in expected if not (self.table_dir / f.path).exists()]
         await asyncio.to_thread(self.remote.download, todo, self.table_dir, stats)
         for rel in sorted(fetched, key=lambda r: manifest_version(r) or 0):
@@ -294,7 +349,7 @@ class Replica:
                 undo = self._keep_aside(before) if may_delete else None
                 try:
                     result = await op(self.docs)
-                    after = local_files(self.table_dir)
+                    after = local_files(self.table_dir, known=before)
                     new = [r for r in after if r not in before]
                     try:
                         await asyncio.to_thread(
@@ -345,3 +400,37 @@ class Replica:
         (self.table_dir / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
         # A fresh connection: the old one may hold the rolled-back manifest in its cache.
         await self._reopen()
+
+
+def _referenced_files(manifest: bytes, rel: str, remote_files: dict[str, FileInfo]) -> set[str]:
+    """The files (relative paths) a Lance manifest needs, read by Lance itself from a
+    scratch folder holding only that manifest: every fragment's data files and deletion
+    file, and every file of its indexes (found in ``remote_files`` by their folder)."""
+    import tempfile
+
+    import lance
+
+    with tempfile.TemporaryDirectory(prefix="lancesync-manifest-") as scratch:
+        table = Path(scratch) / f"{TABLE_NAME}.lance"
+        (table / "_versions").mkdir(parents=True)
+        (table / rel).write_bytes(manifest)
+        dataset = lance.dataset(str(table))
+        needed: set[str] = set()
+        for fragment in dataset.get_fragments():
+            meta = fragment.metadata
+            needed.update(f"data/{f.path}" for f in meta.files)
+            if meta.deletion_file is not None:
+                needed.add(meta.deletion_file.path(meta.id))
+        folders = tuple(
+            f"_indices/{segment.uuid}/"
+            for index in dataset.describe_indices()
+            for segment in index.segments
+        )
+    needed.update(r for r in remote_files if folders and r.startswith(folders))
+    missing = needed - set(remote_files)
+    if missing:
+        raise IntegrityError(
+            f"version {manifest_version(rel)} on S3 needs {len(missing)} file(s) S3 does not "
+            f"hold (e.g. {sorted(missing)[0]}); not installed"
+        )
+    return needed

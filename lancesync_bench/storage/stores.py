@@ -222,14 +222,22 @@ class LocalStore:
         concurrent writers then share a log flush. Without it, under the write lock.
         """
         if self.tier is not None:
-            records = build(self.clock.take(n))
+            stamps = self.clock.take(n)
+            records = build(stamps)
             await self.tier.write(records)
-            return int(records.num_rows)
-        async with self.write_lock:
-            records = build(self.clock.take(n))
-            await self._commit(records)
-        self._after_write()
+        else:
+            async with self.write_lock:
+                stamps = self.clock.take(n)
+                records = build(stamps)
+                await self._commit(records)
+            self._after_write()
+        if stamps:
+            self._written(stamps[-1], int(records.num_rows))
         return int(records.num_rows)
+
+    def _written(self, newest: int, rows: int) -> None:
+        """An acknowledged write of ``rows`` records, the newest stamped ``newest`` (a hook
+        for the modes that track what S3 does not hold yet)."""
 
     async def add(self, documents: Sequence[dict[str, Any]]) -> int:
         """Append the documents (replacing any with the same id); returns how many."""

@@ -122,7 +122,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _scan(directory: str, prefix: str, out: dict[str, int]) -> None:
+def _scan(directory: str, prefix: str, out: dict[str, int], known: dict[str, int]) -> None:
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -130,31 +130,38 @@ def _scan(directory: str, prefix: str, out: dict[str, int]) -> None:
     for entry in entries:
         rel = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
-            _scan(entry.path, rel + "/", out)
+            _scan(entry.path, rel + "/", out, known)
+        elif rel in known:
+            out[rel] = known[rel]
         elif rel != _HINT and not entry.name.startswith(".lancesync-"):
             with contextlib.suppress(FileNotFoundError):  # removed by a cleanup meanwhile
                 out[rel] = entry.stat(follow_symlinks=False).st_size
 
 
-def local_files(table_dir: Path) -> dict[str, int]:
+def local_files(table_dir: Path, known: dict[str, int] | None = None) -> dict[str, int]:
     """Relative path -> size of every transferable file in a local table folder.
 
     ``_versions/`` is scanned first: Lance writes a version's files before its manifest, so
     every manifest seen here has all its files on disk by the time the rest is scanned, even
     while another task commits.
+
+    ``known`` is an earlier result for the same folder, taken when no write was under way:
+    Lance never rewrites a file under the same name, so those sizes are reused and only new
+    names cost a ``stat`` (a commit adds a handful of files to thousands).
     """
+    known = known or {}
     files: dict[str, int] = {}
     root = str(table_dir)
-    _scan(os.path.join(root, "_versions"), "_versions/", files)
+    _scan(os.path.join(root, "_versions"), "_versions/", files, known)
     try:
         tops = [e for e in os.scandir(root) if e.name != "_versions"]
     except FileNotFoundError:
         return files
     for entry in tops:
         if entry.is_dir(follow_symlinks=False):
-            _scan(entry.path, entry.name + "/", files)
+            _scan(entry.path, entry.name + "/", files, known)
         elif not entry.name.startswith(".lancesync-"):
-            files[entry.name] = entry.stat().st_size
+            files[entry.name] = known.get(entry.name) or entry.stat().st_size
     return files
 
 
@@ -555,6 +562,33 @@ class RemoteTable:
             record = self._get_sidecar(version, sha, stats)
         return body, decode_files(record, key)
 
+    def get_records(
+        self, infos: Iterable[FileInfo], stats: TransferStats
+    ) -> dict[str, list[FileInfo] | None]:
+        """The file list each manifest's push recorded (None: written by plain LanceDB), read
+        with a HEAD per manifest (and the sidecar where the list was long), in parallel."""
+        out: dict[str, list[FileInfo] | None] = {}
+
+        def head(info: FileInfo) -> None:
+            key = f"{self.table_key}/{info.path}"
+            stats.count("HEAD")
+            try:
+                meta = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+            record, sha = meta.get("lancesync-files"), meta.get("sha256")
+            if record is None or sha is None:
+                out[info.path] = None
+                return
+            if record == _SIDECAR:
+                version = manifest_version(info.path)
+                assert version is not None
+                record = self._get_sidecar(version, sha, stats)
+            out[info.path] = decode_files(record, key)
+
+        self._run_parallel([lambda i=i: head(i) for i in infos])
+        return out
+
     def get_manifests(
         self, infos: Iterable[FileInfo], stats: TransferStats
     ) -> dict[str, tuple[bytes, list[FileInfo] | None]]:
@@ -588,7 +622,11 @@ class RemoteTable:
         md5 = hashlib.md5(usedforsecurity=False)
         size = 0
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            # The SHA-256 this project's push stored with the object, for a file no
+            # manifest record lists (a version installed without its history).
+            recorded = info.sha256 or response.get("Metadata", {}).get("sha256")
             with open(tmp, "wb") as out:
                 for chunk in iter(lambda: body.read(_CHUNK), b""):
                     out.write(chunk)
@@ -601,13 +639,10 @@ class RemoteTable:
         problem = None
         if size != info.size:
             problem = f"size {size} bytes, expected {info.size}"
-        elif info.sha256 is not None and sha.hexdigest() != info.sha256:
+        elif recorded is not None and sha.hexdigest() != recorded:
             problem = "SHA-256 differs from the one recorded at upload"
         elif (
-            info.sha256 is None
-            and info.etag
-            and "-" not in info.etag
-            and md5.hexdigest() != info.etag
+            recorded is None and info.etag and "-" not in info.etag and md5.hexdigest() != info.etag
         ):
             problem = "MD5 differs from the object's ETag"
         if problem:

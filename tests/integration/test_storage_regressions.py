@@ -264,3 +264,41 @@ def test_sync_cost_follows_what_changed_not_the_history(
             assert await b.get_document(USER, "d500") is not None
 
     asyncio.run(scenario())
+
+
+def test_reopening_a_cache_installs_the_latest_version_only(s3: S3Endpoint, tmp_path: Path) -> None:
+    """A cache opened after a pause downloads one listing, the latest manifest and the files
+    it references, not the history S3 keeps (old versions, compacted-away files)."""
+    from lancesync_bench.storage.replica import Replica
+    from lancesync_bench.storage.transfer import TransferStats, local_files, manifest_version
+
+    policy = MaintenancePolicy(max_fragments=8, keep_tombstones=True)
+
+    async def scenario() -> None:
+        async with open_service(PRIMARY, tmp_path / "A", s3, policy=policy) as a:
+            for i in range(30):
+                await a.add_documents(USER, make_docs(1, start=i))
+            await a.delete_documents(USER, ["d3"])
+            await a.wait_idle(USER)
+            remote = a._remote(USER)
+            remote_files = remote.list_files(TransferStats())
+        versions = [r for r in remote_files if manifest_version(r) is not None]
+        assert len(versions) > 30
+
+        fresh = Replica(remote, tmp_path / "fresh", dim=8, writer="C")
+        stats = TransferStats()
+        await fresh.open(stats)
+        installed = local_files(fresh.table_dir)
+        assert [r for r in installed if manifest_version(r) is not None] == [
+            max(versions, key=manifest_version)
+        ]
+        assert stats.requests["GET"] == len(installed)  # every installed file, nothing else
+        assert len(installed) < len(remote_files) / 3
+        assert stats.requests["LIST"] == 1
+        live = await fresh.docs.live_count()
+        assert live == 29
+        assert await fresh.docs.get("d3") is None
+        for i in (0, 17, 29):
+            assert await fresh.docs.get(f"d{i}") is not None
+
+    asyncio.run(scenario())
