@@ -28,6 +28,7 @@ from lancesync_bench.errors import ConfigError
 
 __all__ = [
     "CLOUD_INDICATORS",
+    "DEFAULT_SYNC_INTERVAL_S",
     "BackendLocation",
     "ConfigError",
     "FrontendType",
@@ -98,6 +99,10 @@ CLOUD_INDICATORS: tuple[tuple[str, str], ...] = (
     ("VERCEL", "Vercel"),
     ("RAILWAY_STATIC_URL", "Railway"),
 )
+
+# The background sync/backup period by default: at most this long (plus one push) does an
+# acknowledged write exist on one device's disk only, while S3 is reachable.
+DEFAULT_SYNC_INTERVAL_S = 30.0
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -304,8 +309,11 @@ class LanceDBSyncConfig:
     # How old the S3-primary cache's view of the latest version may get before a read checks S3.
     # 1 s keeps cached reads free of round trips yet shows other instances' writes quickly.
     cache_max_staleness_ms: int = 1000
-    # Background sync/backup period; 0 switches it off (sync and backup are then explicit calls).
-    sync_interval_s: float = 0.0
+    # Background sync/backup period in the local-primary S3 modes; 0 switches it off (sync
+    # and backup are then explicit calls). The default bounds what exists on this device's
+    # disk only: while S3 is reachable, no acknowledged write waits longer than this (plus
+    # one push) to reach S3.
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
     # Local writes are acknowledged from a write log; "fsync" adds ~0.25 ms per log flush
     # (shared by concurrent writers) for power-loss safety.
     write_durability: WriteDurability = WriteDurability.PROCESS
@@ -398,7 +406,9 @@ class LanceDBSyncConfig:
                     env, "CACHE_MAX_STALENESS_MS", 1000, minimum=0, maximum=86_400_000, integer=True
                 )
             ),
-            sync_interval_s=_parse_number(env, "SYNC_INTERVAL_S", 0.0, minimum=0, maximum=86_400),
+            sync_interval_s=_parse_number(
+                env, "SYNC_INTERVAL_S", DEFAULT_SYNC_INTERVAL_S, minimum=0, maximum=86_400
+            ),
             write_durability=(
                 _parse_enum(env, "WRITE_DURABILITY", WriteDurability) or WriteDurability.PROCESS
             ),

@@ -107,6 +107,7 @@ class DemoRun:
             "EMBEDDING_DIM": str(self.sizes.dim),
             "DEVICE_ID": device,
             "CACHE_MAX_STALENESS_MS": str(self.sizes.staleness_ms),
+            "SYNC_INTERVAL_S": "0",  # each demo syncs when it shows a sync
             **_DEMO_S3_ENV,
             **env,
         }

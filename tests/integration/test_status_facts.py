@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,42 @@ def test_failed_background_maintenance_is_counted_logged_and_cleared(
 
     caplog.set_level(logging.WARNING, logger="lancesync_bench.storage")
     asyncio.run(scenario())
+
+
+def test_background_push_bounds_what_exists_on_one_disk(s3: S3Endpoint, tmp_path: Path) -> None:
+    """With the default period on, an acknowledged write reaches S3 by itself within one
+    period (plus one push), in both local-primary S3 modes; the default is on."""
+    from _storage_helpers import remote_records
+
+    from lancesync_bench.config import DEFAULT_SYNC_INTERVAL_S, LanceDBSyncConfig
+
+    assert DEFAULT_SYNC_INTERVAL_S > 0
+    assert LanceDBSyncConfig.from_env(
+        {"FRONTEND_TYPE": "desktop", "S3_BUCKET": "bucket"}
+    ).sync_interval_s == (DEFAULT_SYNC_INTERVAL_S)
+    period = 0.5
+
+    async def reaches_s3(mode: str, where: Path) -> float:
+        async with open_service(mode, where, s3, SYNC_INTERVAL_S=str(period)) as svc:
+            user = f"{USER}-{where.name}"  # one S3 table per mode
+            await svc.add_documents(user, make_docs(1, start=7, tag=mode))
+            written = time.monotonic()
+            while time.monotonic() - written < 20 * period:
+                await asyncio.sleep(0.2)
+                if mode == "local_primary_s3_sync":
+                    try:
+                        rows = (await remote_records(s3, user)).to_pylist()
+                    except ValueError:  # no table on S3 yet
+                        rows = []
+                    if any(r["id"] == "d7" for r in rows):
+                        return time.monotonic() - written
+                elif (await svc.status(user)).background["last_success"] is not None:
+                    return time.monotonic() - written
+            raise AssertionError(f"{mode}: the write did not reach S3 within {20 * period} s")
+
+    for mode, where in (
+        ("local_primary_s3_sync", tmp_path / "sync"),
+        ("local_primary_s3_backup", tmp_path / "backup"),
+    ):
+        delay = asyncio.run(reaches_s3(mode, where))
+        assert delay <= period + 3.0, (mode, delay)  # one period plus one push, with margin
