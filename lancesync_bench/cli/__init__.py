@@ -26,6 +26,7 @@ __all__ = ["main"]
 _COMMANDS = (
     "run",
     "tier",
+    "sync-cost",
     "report",
     "compare",
     "gate",
@@ -56,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in _COMMANDS:
         try:
-            module = importlib.import_module(f"lancesync_bench.cli.{name}_cmd")
+            module_name = f"lancesync_bench.cli.{name.replace('-', '_')}_cmd"
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"lancesync_bench.cli.{name}_cmd":
+            if exc.name == module_name:
                 continue  # not built yet
             raise
         module.register(subparsers)

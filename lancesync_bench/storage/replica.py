@@ -10,6 +10,7 @@ rolled back, the new remote versions are pulled, and the operation runs again on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import time
@@ -39,6 +40,10 @@ T = TypeVar("T")
 # each at once starved one for more than 8 rounds. 32 rounds (about a second of retries on
 # loopback) cover such bursts without spinning forever.
 _MAX_COMMIT_ATTEMPTS = 32
+# Records read (one HEAD each, 8 at a time) when a cache installs only the latest version:
+# the versions since the last compaction (at most 64 appends by default) cover nearly all
+# of its files.
+_MAX_RECORD_READS = 64
 
 
 class Replica:
@@ -194,8 +199,10 @@ class Replica:
         (after a long pause, those are most of the history: 929 GETs for 300 writes).
 
         Each file is verified against the SHA-256 that the push which added it recorded:
-        the records are read newest first (a HEAD each) until every needed file is covered,
-        which stops at the last compaction, whose push added every file it references.
+        the records are read newest first (a HEAD each) until every needed file is covered
+        or ``_MAX_RECORD_READS`` were read (the first segment of an index stays from the
+        table's first version on); a file still uncovered must carry the SHA-256 its push
+        stored with the object, and match it.
         """
         versions = {v: r for r in remote_files if (v := manifest_version(r)) is not None}
         local = local_files(self.table_dir)
@@ -207,7 +214,7 @@ class Replica:
         needed = await asyncio.to_thread(_referenced_files, body, rel, remote_files)
         missing = needed - set(local)
         recorded = {f.path: f for f in listed or [] if f.path in missing}
-        older = [versions[v] for v in sorted(versions, reverse=True)[1:]]
+        older = [versions[v] for v in sorted(versions, reverse=True)[1 : _MAX_RECORD_READS + 1]]
         batch = self.remote.workers
         while older and not missing <= set(recorded):
             heads, older = older[:batch], older[batch:]
@@ -216,8 +223,13 @@ class Replica:
             )
             for files in records.values():
                 recorded.update((f.path, f) for f in files or [] if f.path in missing)
-        # A file no record lists came from plain LanceDB: checked by size and ETag.
-        todo = [recorded.get(r, remote_files[r]) for r in sorted(missing)]
+        # A file no record read lists: from an older push of ours (the object carries its
+        # SHA-256), or, under a manifest plain LanceDB wrote, checked by size and ETag.
+        ours = listed is not None
+        todo = [
+            recorded.get(r) or dataclasses.replace(remote_files[r], needs_sha256=ours)
+            for r in sorted(missing)
+        ]
         await asyncio.to_thread(self.remote.download, todo, self.table_dir, stats)
         dest = self.table_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

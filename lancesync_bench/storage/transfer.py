@@ -178,6 +178,9 @@ class FileInfo:
     size: int
     sha256: str | None = None
     etag: str | None = None
+    # A download must find a SHA-256 (here or stored with the object by the push that
+    # uploaded it): set for files of this project's versions whose record was not read.
+    needs_sha256: bool = False
 
 
 @dataclass
@@ -639,6 +642,8 @@ class RemoteTable:
         problem = None
         if size != info.size:
             problem = f"size {size} bytes, expected {info.size}"
+        elif recorded is None and info.needs_sha256:
+            problem = "no SHA-256 was stored with it, as every push of this project does"
         elif recorded is not None and sha.hexdigest() != recorded:
             problem = "SHA-256 differs from the one recorded at upload"
         elif (

@@ -302,3 +302,38 @@ def test_reopening_a_cache_installs_the_latest_version_only(s3: S3Endpoint, tmp_
             assert await fresh.docs.get(f"d{i}") is not None
 
     asyncio.run(scenario())
+
+
+def test_a_latest_only_install_refuses_a_file_that_lost_its_recorded_checksum(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the records it reads, a cache checks each file against the SHA-256 its push
+    stored with the object: an object overwritten without one is refused, and once S3
+    holds the pushed object again the same open succeeds."""
+    from lancesync_bench.errors import IntegrityError
+    from lancesync_bench.storage import replica
+    from lancesync_bench.storage.transfer import TransferStats
+
+    monkeypatch.setattr(replica, "_MAX_RECORD_READS", 1)
+
+    async def scenario() -> None:
+        async with open_service(PRIMARY, tmp_path / "A", s3) as a:
+            for i in range(6):
+                await a.add_documents(USER, make_docs(1, start=i))
+            remote = a._remote(USER)
+        client = s3.client()
+        first_index = sorted(
+            k for k in remote.list_files(TransferStats()) if k.startswith("_indices/")
+        )[0]
+        key = f"{remote.table_key}/{first_index}"
+        original = client.get_object(Bucket=s3.bucket, Key=key)
+        body, meta = original["Body"].read(), original["Metadata"]
+        client.put_object(Bucket=s3.bucket, Key=key, Body=body)  # same bytes, no SHA-256
+        fresh = replica.Replica(remote, tmp_path / "fresh", dim=8, writer="C")
+        with pytest.raises(IntegrityError, match="no SHA-256 was stored"):
+            await fresh.open(TransferStats())
+        client.put_object(Bucket=s3.bucket, Key=key, Body=body, Metadata=meta)
+        await fresh.open(TransferStats())
+        assert await fresh.docs.get("d5") is not None
+
+    asyncio.run(scenario())

@@ -1,0 +1,366 @@
+"""The sync-cost benchmark: what sync and S3-primary writes cost, beside raw S3 requests.
+
+Every figure is taken through the delay proxy under one network profile at a time
+(``loopback``: no added delay; ``same-region``: 20 ms round trips), interleaved in one loop
+with a yardstick of raw boto3 requests through the same proxy, so that machine drift and
+the server's own speed cancel:
+
+* ``sync_no_change``: a sync of a device with nothing new on either side, beside one raw
+  one-key LIST (the least any sync can do: ask S3 whether anything changed);
+* ``sync_one_doc``: a sync after one new document, beside a raw LIST followed by two PUTs
+  (the three round trips a push needs: check, data, then the manifest that publishes it);
+* ``s3_primary_write``: a single-document write in the S3-primary mode, beside LanceDB
+  writing one row straight to a table in the same bucket and beside one raw PUT;
+* ``sustained``: S3-primary single-document writes back to back for ``sustained_s``
+  seconds with maintenance running: the median per window against the first window's,
+  p99 against p50, and the longest stall;
+* ``reopen``: a cache opened afresh after the sustained writes: requests against the
+  files of the latest version.
+
+Percentiles carry their n and a distribution-free 95 % interval (order statistics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from lancesync_bench.bench.tier import TierCheck, TierFigure, _bound_check, _ratio_check
+from lancesync_bench.config import LanceDBSyncConfig
+from lancesync_bench.netem import NetworkProfile, S3Proxy
+from lancesync_bench.netem.profile import PRESETS
+from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.storage.doctable import MaintenancePolicy
+from lancesync_bench.storage.service import LanceDBStorageService
+from lancesync_bench.workload import Workload
+
+__all__ = ["SyncCostOptions", "judge_sync_cost", "measure_sync_cost"]
+
+USER = "sync-cost"
+PROFILES = ("loopback", "same-region")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncCostOptions:
+    """How much to measure. The defaults take about 3 minutes on 2 cores."""
+
+    rows: int = 1_000  # documents in the table before timing
+    rounds: int = 120  # interleaved rounds on loopback (a quarter under same-region)
+    sustained_s: float = 60.0  # the issue's check uses 600 (10 minutes): --sustained-s 600
+    window_s: float = 10.0  # the sustained run's windows (first window is the reference)
+    dim: int = 64
+    seed: int = 0
+
+
+def _env(mode: str, root: Path, ep: S3Endpoint, device: str, dim: int) -> dict[str, str]:
+    frontend, backend = ("web", "local") if mode == "sync" else ("web", "cloud")
+    return {
+        "FRONTEND_TYPE": frontend,
+        "BACKEND_LOCATION": backend,
+        "S3_BUCKET": ep.bucket,
+        "LOCAL_STORAGE_PATH": str(root / device),
+        "EMBEDDING_DIM": str(dim),
+        "DEVICE_ID": device,
+        "SYNC_INTERVAL_S": "0",  # the benchmark times sync itself
+        "CACHE_MAX_STALENESS_MS": "1000",
+    }
+
+
+def _service(mode: str, root: Path, ep: S3Endpoint, device: str, dim: int) -> LanceDBStorageService:
+    config = LanceDBSyncConfig.from_env(_env(mode, root, ep, device, dim))
+    policy = MaintenancePolicy(keep_tombstones=True)
+    return LanceDBStorageService(config, endpoint=ep, policy=policy)
+
+
+async def _timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    start = time.perf_counter_ns()
+    out = await fn()
+    return (time.perf_counter_ns() - start) / 1e6, out
+
+
+def _raw_requests(ep: S3Endpoint) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Raw boto3 yardsticks through the same proxy: one LIST; LIST + PUT + PUT."""
+    client = ep.client()
+    prefix = ep.key("yardstick")
+    client.put_object(Bucket=ep.bucket, Key=f"{prefix}/seed", Body=b"x")
+    body = b"y" * 2048
+
+    def list_one() -> Any:
+        return client.list_objects_v2(Bucket=ep.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+
+    def three_trips() -> None:
+        list_one()
+        client.put_object(Bucket=ep.bucket, Key=f"{prefix}/d-{uuid.uuid4().hex}", Body=body)
+        client.put_object(Bucket=ep.bucket, Key=f"{prefix}/m-{uuid.uuid4().hex}", Body=body)
+
+    def put_one() -> None:
+        client.put_object(Bucket=ep.bucket, Key=f"{prefix}/p-{uuid.uuid4().hex}", Body=body)
+
+    return {
+        "raw_list": lambda: asyncio.to_thread(list_one),
+        "raw_list_put_put": lambda: asyncio.to_thread(three_trips),
+        "raw_put": lambda: asyncio.to_thread(put_one),
+    }
+
+
+async def _sync_rounds(
+    root: Path, ep: S3Endpoint, wl: Workload, opts: SyncCostOptions, rounds: int
+) -> tuple[dict[str, TierFigure], dict[str, list[int]]]:
+    figs = {k: TierFigure(k) for k in ("sync_no_change", "sync_one_doc")}
+    requests: dict[str, list[int]] = {k: [] for k in figs}
+    raw = _raw_requests(ep)
+    for k in ("raw_list", "raw_list_put_put"):
+        figs[k] = TierFigure(k)
+    async with _service("sync", root, ep, "A", opts.dim) as a:
+        await a.import_documents(USER, wl.arrow_table(0, opts.rows, metadata="json"))
+        await a.sync(USER)
+        await a.sync(USER)
+        for i in range(rounds):
+            steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+                ("sync_no_change", lambda: a.sync(USER)),
+                ("raw_list", raw["raw_list"]),
+                ("raw_list_put_put", raw["raw_list_put_put"]),
+            ]
+            if i % 2:
+                steps.reverse()
+            for name, fn in steps:
+                ms, out = await _timed(fn)
+                _record(figs, requests, name, ms, out)
+            await a.add_documents(USER, wl.documents(opts.rows + i, 1))
+            ms, out = await _timed(lambda: a.sync(USER))
+            _record(figs, requests, "sync_one_doc", ms, out)
+    return figs, requests
+
+
+def _record(
+    figs: dict[str, TierFigure],
+    requests: dict[str, list[int]],
+    name: str,
+    ms: float,
+    out: Any,
+) -> None:
+    """Keep a sample; a sync that did not reach S3 is a failure, never a sample."""
+    if name in requests:
+        if not out.reachable:
+            raise RuntimeError(f"{name} failed during the benchmark: {out.error}")
+        requests[name].append(sum(out.requests.values()))
+    figs[name].samples_ms.append(ms)
+
+
+async def _primary_rounds(
+    root: Path, ep: S3Endpoint, wl: Workload, opts: SyncCostOptions, rounds: int
+) -> dict[str, TierFigure]:
+    import lancedb
+
+    figs = {k: TierFigure(k) for k in ("s3_primary_write", "lancedb_direct_add", "raw_put")}
+    raw = _raw_requests(ep)
+    db = await lancedb.connect_async(
+        ep.uri("raw-lancedb", uuid.uuid4().hex), storage_options=ep.storage_options()
+    )
+    direct = await db.create_table("documents", data=wl.arrow_table(0, opts.rows, metadata="json"))
+    async with _service("primary", root, ep, "P", opts.dim) as p:
+        await p.import_documents(USER, wl.arrow_table(0, opts.rows, metadata="json"))
+        for i in range(rounds):
+            n = 2 * opts.rows + i
+            docs = wl.documents(n, 1)
+            rows = wl.arrow_table(n, 1, metadata="json")
+            steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+                ("s3_primary_write", partial(p.add_documents, USER, docs)),
+                ("lancedb_direct_add", partial(direct.add, rows)),
+                ("raw_put", raw["raw_put"]),
+            ]
+            if i % 2:
+                steps.reverse()
+            for name, fn in steps:
+                ms, _ = await _timed(fn)
+                figs[name].samples_ms.append(ms)
+    return figs
+
+
+async def _sustained(
+    root: Path, ep: S3Endpoint, wl: Workload, opts: SyncCostOptions
+) -> dict[str, Any]:
+    """Back-to-back S3-primary writes for ``sustained_s``; then a fresh cache's open."""
+    from lancesync_bench.storage.replica import Replica
+    from lancesync_bench.storage.transfer import TransferStats, local_files, manifest_version
+
+    stamps: list[tuple[float, float]] = []  # (seconds since start, ms)
+    async with _service("primary", root, ep, "S", opts.dim) as s:
+        await s.import_documents(USER, wl.arrow_table(0, opts.rows, metadata="json"))
+        start = time.perf_counter()
+        i = 0
+        while (elapsed := time.perf_counter() - start) < opts.sustained_s:
+            docs = wl.documents(10 * opts.rows + i, 1)
+            ms, _ = await _timed(partial(s.add_documents, USER, docs))
+            stamps.append((elapsed, ms))
+            i += 1
+        await s.wait_idle(USER)
+        remote = s._remote(USER)
+        remote_files = await asyncio.to_thread(remote.list_files, TransferStats())
+    windows: list[TierFigure] = []
+    for t, ms in stamps:
+        w = int(t // opts.window_s)
+        while len(windows) <= w:
+            windows.append(TierFigure(f"window {len(windows)}"))
+        windows[w].samples_ms.append(ms)
+    all_writes = TierFigure("sustained_write", [ms for _, ms in stamps])
+    fresh = Replica(remote, root / "reopen", dim=opts.dim, writer="R")
+    stats = TransferStats()
+    await fresh.open(stats)
+    installed = local_files(fresh.table_dir)
+    return {
+        "writes": len(stamps),
+        "window_s": opts.window_s,
+        "windows": [w.as_dict() for w in windows if w.samples_ms],
+        "all": all_writes.as_dict(),
+        "reopen": {
+            "requests": dict(stats.requests),
+            "files_installed": len(installed),
+            "remote_files": len(remote_files),
+            "remote_versions": sum(1 for r in remote_files if manifest_version(r) is not None),
+        },
+    }
+
+
+async def measure_sync_cost(
+    endpoint: S3Endpoint,
+    opts: SyncCostOptions,
+    *,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Run every part under each profile; figures and request counts, JSON-ready."""
+    wl = Workload(opts.seed, opts.dim)
+    out: dict[str, Any] = {"options": opts.__dict__, "profiles": {}}
+    for name in PROFILES:
+        profile: NetworkProfile = PRESETS[name]
+        rounds = opts.rounds if profile.rtt_ms == 0 else max(30, opts.rounds // 4)
+        with (
+            S3Proxy(endpoint.url or "", profile, seed=opts.seed) as proxy,
+            tempfile.TemporaryDirectory(prefix="lancesync-synccost-") as tmp,
+        ):
+            ep = proxy.endpoint_for(endpoint).with_prefix(f"sync-cost-{uuid.uuid4().hex[:8]}")
+            root = Path(tmp)
+            progress(f"{name}: sync rounds (n={rounds})")
+            figs, requests = await _sync_rounds(root, ep, wl, opts, rounds)
+            progress(f"{name}: S3-primary writes (n={rounds})")
+            figs |= await _primary_rounds(root, ep, wl, opts, rounds)
+            entry: dict[str, Any] = {
+                "rtt_ms": profile.rtt_ms,
+                "figures": {k: f.as_dict() for k, f in figs.items()},
+                "requests": {k: sorted(set(v)) for k, v in requests.items()},
+            }
+            if profile.rtt_ms == 0:
+                progress(f"{name}: sustained S3-primary writes ({opts.sustained_s:g} s)")
+                entry["sustained"] = await _sustained(root, ep, wl, opts)
+            out["profiles"][name] = entry
+    return out
+
+
+def judge_sync_cost(result: dict[str, Any]) -> list[TierCheck]:
+    """The issue's targets, each judged on this run's figures."""
+    checks: list[TierCheck] = []
+    for name, entry in result["profiles"].items():
+        figs, rtt = entry["figures"], entry["rtt_ms"]
+        reqs = entry["requests"]["sync_no_change"]
+        checks.append(
+            TierCheck(
+                f"[{name}] no-change sync requests",
+                f"{reqs} per sync",
+                "-",
+                "-",
+                "1",
+                "PASS" if reqs == [1] else "FAIL",
+            )
+        )
+        if rtt == 0:
+            checks.append(
+                _bound_check(figs, f"[{name}] no-change sync", "sync_no_change", "p50", 5.0)
+            )
+            checks.append(_bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 25.0))
+            checks.append(
+                _ratio_check(
+                    figs,
+                    f"[{name}] S3-primary write vs LanceDB add",
+                    "s3_primary_write",
+                    "lancedb_direct_add",
+                    q="p50",
+                    limit=1.0,
+                )
+            )
+        else:
+            checks.append(
+                _bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 3 * rtt + 10)
+            )
+            checks.append(
+                _bound_check(
+                    figs, f"[{name}] S3-primary write", "s3_primary_write", "p50", 4 * rtt + 10
+                )
+            )
+        for svc, raw in (("sync_no_change", "raw_list"), ("sync_one_doc", "raw_list_put_put")):
+            a, b = figs[svc], figs[raw]
+            checks.append(
+                TierCheck(
+                    f"[{name}] {svc.replace('_', ' ')} vs {raw.replace('_', ' ')}",
+                    f"p50 {a['p50_ms']:.2f} ms (n={a['n']})",
+                    f"p50 {b['p50_ms']:.2f} ms",
+                    f"{a['p50_ms'] / b['p50_ms']:.2f}x",
+                    "-",
+                    "info",
+                )
+            )
+        if "sustained" in entry:
+            checks += _sustained_checks(name, entry["sustained"])
+    return checks
+
+
+def _sustained_checks(name: str, s: dict[str, Any]) -> list[TierCheck]:
+    first, last = s["windows"][0], s["windows"][-1]
+    growth = last["p50_ms"] / first["p50_ms"]
+    whole = s["all"]
+    tail = whole["p99_ms"] / whole["p50_ms"]
+    reopen = s["reopen"]
+    gets = reopen["requests"].get("GET", 0)
+    lists = reopen["requests"].get("LIST", 0)
+    heads = reopen["requests"].get("HEAD", 0)
+    pages = -(-reopen["remote_files"] // 1000)  # one listing, 1,000 keys per page
+    return [
+        TierCheck(
+            f"[{name}] sustained writes: last vs first window p50",
+            f"{last['p50_ms']:.1f} ms (n={last['n']})",
+            f"{first['p50_ms']:.1f} ms (n={first['n']})",
+            f"{growth:.2f}x",
+            "<= 1.2x",
+            "PASS" if growth <= 1.2 else "FAIL",
+        ),
+        TierCheck(
+            f"[{name}] sustained writes: p99 vs p50",
+            f"p99 {whole['p99_ms']:.1f} ms (n={whole['n']})",
+            f"p50 {whole['p50_ms']:.1f} ms",
+            f"{tail:.2f}x",
+            "<= 3x",
+            "PASS" if tail <= 3 else "FAIL",
+        ),
+        TierCheck(
+            f"[{name}] sustained writes: longest stall",
+            f"{whole['max_ms']:.0f} ms",
+            "-",
+            "-",
+            "<= 500 ms",
+            "PASS" if whole["max_ms"] <= 500 else "FAIL",
+        ),
+        TierCheck(
+            f"[{name}] reopen after {s['writes']} writes",
+            f"{lists} LIST + {gets} GET + {heads} HEAD",
+            f"{reopen['files_installed']} files of the latest version",
+            f"of {reopen['remote_files']} on S3",
+            "1 listing + latest files",
+            "PASS" if lists <= pages and gets == reopen["files_installed"] else "FAIL",
+        ),
+    ]

@@ -1,0 +1,95 @@
+"""The sync-cost benchmark end to end at a tiny size, and how it judges its figures."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lancesync_bench.bench.sync_cost import SyncCostOptions, judge_sync_cost, measure_sync_cost
+from lancesync_bench.cli import main
+from lancesync_bench.s3.endpoint import S3Endpoint
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_part_is_measured_through_the_proxy_beside_raw_requests(s3: S3Endpoint) -> None:
+    opts = SyncCostOptions(rows=50, rounds=8, sustained_s=3.0, window_s=1.0, dim=8)
+    result = asyncio.run(measure_sync_cost(s3, opts))
+    assert set(result["profiles"]) == {"loopback", "same-region"}
+    loop, region = result["profiles"]["loopback"], result["profiles"]["same-region"]
+    assert loop["requests"]["sync_no_change"] == [1]  # one one-key LIST, every time
+    assert min(loop["requests"]["sync_one_doc"]) >= 2  # a LIST and at least the PUTs
+    for name in ("sync_no_change", "raw_list", "sync_one_doc", "raw_list_put_put"):
+        assert loop["figures"][name]["n"] == 8
+        assert region["figures"][name]["n"] == 30  # a quarter of the rounds, at least 30
+    # The emulated 20 ms round trips show in the raw yardstick, not only in the service.
+    assert region["figures"]["raw_list"]["p50_ms"] >= 15
+    sustained = loop["sustained"]
+    assert sustained["writes"] > 10 and len(sustained["windows"]) >= 2
+    reopen = sustained["reopen"]
+    assert reopen["requests"]["GET"] == reopen["files_installed"]
+    assert reopen["files_installed"] < reopen["remote_files"]
+    verdicts = {c.what: c.verdict for c in judge_sync_cost(result)}
+    assert verdicts["[loopback] no-change sync requests"] == "PASS"
+    assert verdicts[f"[loopback] reopen after {sustained['writes']} writes"] == "PASS"
+
+
+def _fig(p50: float, p99: float | None = None, n: int = 500) -> dict[str, Any]:
+    p99 = p50 if p99 is None else p99
+    return {
+        "n": n,
+        "p50_ms": p50,
+        "p50_ci_ms": [p50 * 0.95, p50 * 1.05],
+        "p99_ms": p99,
+        "p99_ci_ms": [p99 * 0.9, p99 * 1.1],
+        "max_ms": p99 * 1.2,
+    }
+
+
+def test_judging_passes_and_fails_on_the_stated_targets() -> None:
+    figures = {
+        "sync_no_change": _fig(4.0),
+        "raw_list": _fig(3.5),
+        "sync_one_doc": _fig(40.0),
+        "raw_list_put_put": _fig(15.0),
+        "s3_primary_write": _fig(10.0),
+        "lancedb_direct_add": _fig(12.0),
+        "raw_put": _fig(4.0),
+    }
+    sustained = {
+        "writes": 900,
+        "window_s": 10.0,
+        "windows": [_fig(30.0, n=300), _fig(33.0, n=300), _fig(45.0, n=300)],
+        "all": _fig(35.0, p99=80.0, n=900),
+        "reopen": {"requests": {"LIST": 3}, "files_installed": 9, "remote_files": 900},
+    }
+    result = {
+        "profiles": {
+            "loopback": {
+                "rtt_ms": 0.0,
+                "figures": figures,
+                "requests": {"sync_no_change": [1, 2]},
+                "sustained": sustained,
+            }
+        }
+    }
+    v = {c.what: c.verdict for c in judge_sync_cost(result)}
+    assert v["[loopback] no-change sync requests"] == "FAIL"  # one sync made 2 requests
+    assert v["[loopback] no-change sync"] == "PASS"
+    assert v["[loopback] one-doc sync"] == "FAIL"
+    assert v["[loopback] S3-primary write vs LanceDB add"] == "PASS"
+    assert v["[loopback] sustained writes: last vs first window p50"] == "FAIL"  # 1.5x
+    assert v["[loopback] sustained writes: p99 vs p50"] == "PASS"
+    assert v["[loopback] sustained writes: longest stall"] == "PASS"
+    assert v["[loopback] reopen after 900 writes"] == "FAIL"  # 3 LIST pages for 900 keys
+
+
+def test_sync_cost_rejects_bad_arguments_before_measuring(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["sync-cost", "--quick", "--out", str(target)]) == 2
+    assert main(["sync-cost", "--rounds", "3", "--out", str(tmp_path)]) == 2
+    assert main(["sync-cost", "--sustained-s", "1", "--out", str(tmp_path)]) == 2
