@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from lancesync_bench.storage.transfer import (
 )
 
 __all__ = ["BackupStore", "S3PrimaryStore", "SyncStore"]
+
+_NEVER = timedelta(days=36_500)  # a cleanup age no version reaches
 
 
 def _report(
@@ -690,9 +694,17 @@ class S3PrimaryStore(LocalStore):
         async with self.maintenance_lock:
             if not self.cache:
                 return await self.docs.maintain(self.ctx.policy)
-            report = await self.replica.commit(
-                lambda d: d.maintain(self.ctx.policy), TransferStats(), may_delete=True
+            # Writes wait while the replica is locked: the commit holds it for what must
+            # reach S3 (dead records dropped, fragments merged, index deltas), and the rest
+            # runs after it: old local versions are cleaned up in a short step of their
+            # own, and the indexes are loaded into the cache with no lock at all.
+            committed = dataclasses.replace(
+                self.ctx.policy, cleanup_older_than=_NEVER, prewarm_indexes=False
             )
+            report = await self.replica.commit(lambda d: d.maintain(committed), TransferStats())
+            await self.replica.cleanup(self.ctx.policy.cleanup_older_than)
+        if self.ctx.policy.prewarm_indexes:
+            await self.docs.prewarm()
         await self.calibrate_when_due()
         return report
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -383,6 +384,19 @@ class Replica:
         raise SyncConflict(
             f"gave up after {_MAX_COMMIT_ATTEMPTS} attempts: other writers kept committing first"
         )
+
+    async def cleanup(self, older_than: timedelta | None) -> None:
+        """Delete the local copy's versions older than ``older_than`` (Lance's cleanup; the
+        latest is always kept; None: 7 days, as in maintenance). S3 keeps its own history
+        (see storage.retention)."""
+        import lance
+
+        age = older_than if older_than is not None else timedelta(days=7)
+
+        async with self.lock:
+            uri = str(self.table_dir)
+            await asyncio.to_thread(lambda: lance.dataset(uri).cleanup_old_versions(older_than=age))
+            self._files = local_files(self.table_dir, known=self._files)
 
     def _keep_aside(self, files: dict[str, int]) -> Path:
         """Hard-link ``files`` into an undo folder beside the table (copies where links fail)."""
