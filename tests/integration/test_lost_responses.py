@@ -5,22 +5,21 @@ sending). For the manifest PUT, which decides whether a write happened, the serv
 the version back and reports the truth: committed when S3 holds our manifest (by SHA-256),
 not committed when it holds nothing, and "outcome unknown" only when the read-back fails
 too. The faults are injected on the service's real boto3 client through botocore's event
-hooks: the request reaches the real S3 server (or not), and only the answer is replaced
-by a dropped connection.
+hooks (``netem.lost.LostAnswers``): the request reaches the real S3 server (or not), and
+only the answer is replaced by a dropped connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _storage_helpers import make_docs, open_service, remote_records
-from botocore.exceptions import ConnectionClosedError
 
 from lancesync_bench.errors import CommitOutcomeUnknown, S3Unavailable
+from lancesync_bench.netem.lost import LostAnswers
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.storage.service import LanceDBStorageService
 
@@ -31,47 +30,9 @@ SYNC = "local_primary_s3_sync"
 PRIMARY = "s3_primary_local_cache"
 
 
-class Faults:
-    """Lose the answer to (or the whole of) the next S3 request whose key matches."""
-
-    def __init__(self, svc: LanceDBStorageService) -> None:
-        self.client: Any = svc._s3_client()
-        self.armed: list[tuple[str, str, str]] = []  # (operation, key part, "answer"|"request")
-        self.hits: list[str] = []
-        events = self.client.meta.events
-        for op in ("PutObject", "GetObject"):
-            events.register(f"before-parameter-build.s3.{op}", self._note_key)
-            events.register(f"before-call.s3.{op}", self._before(op))
-            events.register(f"after-call.s3.{op}", self._after(op))
-
-    def lose(self, op: str, key_part: str, what: str = "answer") -> None:
-        self.armed.append((op, key_part, what))
-
-    def _take(self, op: str, key: str, what: str) -> bool:
-        for fault in self.armed:
-            if fault[0] == op and fault[1] in key and fault[2] == what:
-                self.armed.remove(fault)
-                self.hits.append(f"{op} {what} {key}")
-                return True
-        return False
-
-    @staticmethod
-    def _note_key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["fault_key"] = params.get("Key", "")
-
-    def _before(self, op: str) -> Callable[..., None]:
-        def handler(context: dict[str, Any], **_: Any) -> None:
-            if self._take(op, context["fault_key"], "request"):
-                raise ConnectionClosedError(endpoint_url="lost before sending")
-
-        return handler
-
-    def _after(self, op: str) -> Callable[..., None]:
-        def handler(context: dict[str, Any], **_: Any) -> None:
-            if self._take(op, context.get("fault_key", ""), "answer"):
-                raise ConnectionClosedError(endpoint_url="answer lost")
-
-        return handler
+def Faults(svc: LanceDBStorageService) -> LostAnswers:
+    """Faults on the service's own boto3 client."""
+    return LostAnswers(svc._s3_client())
 
 
 def doc(doc_id: str) -> dict[str, Any]:

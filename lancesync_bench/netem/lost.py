@@ -1,0 +1,84 @@
+"""Lost answers: make a boto3 client lose the answer to (or the whole of) chosen requests.
+
+The proxy can reset a connection, but not at a chosen step of a push. This hooks a real
+boto3 client through botocore's event system instead: a request armed with
+``"answer"`` reaches the S3 server and is carried out there, then the client sees a
+dropped connection, as when a response is lost on the way back (after botocore's own
+retries, which these hooks bypass); one armed with ``"request"`` never leaves the client.
+The S3 server and everything it stores stay real.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["LostAnswers"]
+
+What = Literal["answer", "request"]
+
+
+@dataclass(frozen=True)
+class _Fault:
+    operation: str  # botocore operation name, e.g. "PutObject"
+    key_part: str  # armed for the next request whose key contains this
+    what: What
+
+
+class LostAnswers:
+    """Arm faults on ``client`` (a boto3 S3 client); each fires once, on the next request
+    of its operation whose key contains its ``key_part``. ``hits`` records what fired."""
+
+    OPERATIONS = ("PutObject", "GetObject", "HeadObject", "ListObjectsV2")
+
+    def __init__(self, client: Any) -> None:
+        self._armed: list[_Fault] = []
+        self._lock = threading.Lock()  # boto3 calls run in worker threads
+        self.hits: list[str] = []
+        events = client.meta.events
+        for op in self.OPERATIONS:
+            events.register(f"before-parameter-build.s3.{op}", _note_key)
+            events.register(f"before-call.s3.{op}", self._hook(op, "request"))
+            events.register(f"after-call.s3.{op}", self._hook(op, "answer"))
+
+    def lose(self, operation: str, key_part: str, what: What = "answer") -> None:
+        """Arm one fault."""
+        if operation not in self.OPERATIONS:
+            raise ValueError(f"operation {operation!r}; allowed: {', '.join(self.OPERATIONS)}")
+        with self._lock:
+            self._armed.append(_Fault(operation, key_part, what))
+
+    @property
+    def armed(self) -> int:
+        """How many armed faults have not fired yet."""
+        with self._lock:
+            return len(self._armed)
+
+    def disarm(self) -> None:
+        """Drop every fault that has not fired."""
+        with self._lock:
+            self._armed.clear()
+
+    def _take(self, op: str, key: str, what: What) -> bool:
+        with self._lock:
+            for fault in self._armed:
+                if fault.operation == op and fault.key_part in key and fault.what == what:
+                    self._armed.remove(fault)
+                    self.hits.append(f"{op} {what} {key}")
+                    return True
+        return False
+
+    def _hook(self, op: str, what: What) -> Callable[..., None]:
+        from botocore.exceptions import ConnectionClosedError
+
+        def handler(context: dict[str, Any], **_: Any) -> None:
+            if self._take(op, context.get("lost_answers_key", ""), what):
+                raise ConnectionClosedError(endpoint_url=f"{what} lost (injected)")
+
+        return handler
+
+
+def _note_key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context["lost_answers_key"] = params.get("Key", params.get("Prefix", ""))
