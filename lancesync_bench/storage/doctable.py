@@ -223,7 +223,9 @@ class DocTable:
         The vector search carries no filter: a ``deleted = false`` prefilter costs ~4 ms at
         100k rows here (it scans the column) while tombstones are rare. When the key
         directory says every record is live and alone of its id, the top ``k`` are the
-        answer. Otherwise the search over-fetches, drops tombstones and records that a newer
+        answer; when each is alone but some are tombstones (a compacted table that keeps
+        them), the search over-fetches by the tombstone count (at most ``max(8, k)``) and
+        drops those. Otherwise it over-fetches, drops tombstones and records that a newer
         one superseded (an indexed look-up of the candidates' ids), and asks for more when
         too few survive. ``superseded(id, (updated_at, origin))`` drops candidates that a
         record outside this table replaces (the write tier's in-memory rows).
@@ -231,13 +233,24 @@ class DocTable:
         query_vec = np.asarray(vector, dtype=np.float32)
         columns = [*_DOC_COLUMNS, "_distance"]
         clean = await self._clean()
-        limit = k if clean else k + max(8, k)
+        # Every id alone of its id, some of them tombstones (a compacted table of a mode
+        # that keeps tombstones): dropping the tombstone candidates is enough, no look-up.
+        alone = not clean and self._sole_writer and self._ids is not None
+        alone = alone and self._extra_records == 0
+        if clean:
+            limit = k
+        elif alone:
+            limit = k + min(self._tombstones, max(8, k))
+        else:
+            limit = k + max(8, k)
         while True:
             q = self.table.query().nearest_to(query_vec)
             q = self.search_params.apply(q) if self.search_params else q.nprobes(nprobes)
             candidates = (await q.limit(limit).select(columns).to_arrow()).to_pylist()
             kept = candidates
-            if not clean:
+            if alone:
+                kept = [c for c in candidates if not c["deleted"]]
+            elif not clean:
                 kept = [c for c in await self._drop_superseded(candidates) if not c["deleted"]]
             if superseded is not None:
                 kept = [c for c in kept if not superseded(c["id"], (c["updated_at"], c["origin"]))]
