@@ -53,6 +53,11 @@ class MaintenancePolicy:
     # Keep tombstones in multi-device sync (a deleted document must not come back from a
     # device that has not heard of the delete); other modes can drop them once applied.
     keep_tombstones: bool = False
+    # Where tombstones are kept, how long: a tombstone older than this (by its timestamp)
+    # is collected with the records it hid. A device that stays away longer, holding an
+    # edit it made before hearing of the delete, could bring that document back when it
+    # syncs. None keeps them for good.
+    tombstone_retention: timedelta | None = timedelta(days=30)
     # Compaction leaves the old files for a minute: a read that began on the previous version
     # (reads take no lock) still finds them; a later pass removes them. With 0, such a read
     # failed with "Not found" about once in a thousand operations under write load.
@@ -310,13 +315,21 @@ class DocTable:
         """Whether the fragment count has crossed the policy's threshold."""
         return await self.fragment_count() >= policy.max_fragments
 
-    async def dead_row_ids(self, *, keep_tombstones: bool) -> list[int]:
-        """Row ids of records that lost to a newer one (and applied tombstones, if dropped)."""
+    async def dead_row_ids(
+        self, *, keep_tombstones: bool, tombstones_before: int | None = None
+    ) -> list[int]:
+        """Row ids of records that lost to a newer one, and of the tombstones dropped: all
+        of them without ``keep_tombstones``, else those stamped before ``tombstones_before``
+        (nanoseconds; None: none)."""
         keys = await self.keys(with_row_id=True)
         mask = winners_mask(keys)
         dead = ~mask
+        tombstones = keys.column("deleted").to_numpy(zero_copy_only=False)
         if not keep_tombstones:
-            dead |= keys.column("deleted").to_numpy(zero_copy_only=False)
+            dead |= tombstones
+        elif tombstones_before is not None:
+            stamps = keys.column("updated_at").to_numpy()
+            dead |= tombstones & (stamps < tombstones_before)
         row_ids = keys.column("_rowid").to_numpy()
         return [int(r) for r in row_ids[dead]]
 
@@ -383,7 +396,13 @@ class DocTable:
         before = await self.fragment_count()
         dead: list[int] = []
         if not await self._clean():  # a clean table has no losing records and no tombstones
-            dead = await self.dead_row_ids(keep_tombstones=policy.keep_tombstones)
+            retention = policy.tombstone_retention
+            collect = (
+                None if retention is None else time.time_ns() - int(retention.total_seconds() * 1e9)
+            )
+            dead = await self.dead_row_ids(
+                keep_tombstones=policy.keep_tombstones, tombstones_before=collect
+            )
             await self.remove_rows(dead)
             self.invalidate()
         uri = str(await self.table.uri())

@@ -376,3 +376,40 @@ def test_a_delete_stops_costing_searches_once_compacted(
             assert status.documents == 39
 
     asyncio.run(scenario())
+
+
+def test_tombstones_older_than_the_retention_are_collected(s3: S3Endpoint, tmp_path: Path) -> None:
+    """A table that keeps tombstones collects those older than ``tombstone_retention``
+    (with the records they hid) and keeps younger ones; the live documents stay the same."""
+    import time
+    from datetime import timedelta
+
+    from _storage_helpers import read_table
+
+    forty_days = 40 * 86_400 * 10**9
+    policy = MaintenancePolicy(
+        max_fragments=10_000,
+        max_flushes=10_000,
+        keep_tombstones=True,
+        tombstone_retention=timedelta(days=30),
+    )
+
+    async def scenario() -> None:
+        past = open_service(
+            SYNC, tmp_path / "A", s3, policy=policy, wall_clock=lambda: time.time_ns() - forty_days
+        )
+        async with past as a:  # a device whose deletes happened 40 days ago
+            await a.add_documents(USER, make_docs(4))
+            await a.delete_documents(USER, ["d0"])
+        async with open_service(SYNC, tmp_path / "A", s3, policy=policy) as a:
+            await a.delete_documents(USER, ["d1"])  # today
+            await a.maintain(USER)
+            rows = (await read_table(await a.get_user_connection(USER))).to_pylist()
+            by_id = {r["id"]: r for r in rows}
+            assert "d0" not in by_id  # its old tombstone and record collected
+            assert by_id["d1"]["deleted"]  # a young tombstone stays
+            assert sorted(by_id) == ["d1", "d2", "d3"]
+            assert await a.get_document(USER, "d0") is None
+            assert await a.get_document(USER, "d2") is not None
+
+    asyncio.run(scenario())
