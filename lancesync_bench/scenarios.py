@@ -197,9 +197,11 @@ class Scenario:
         """``env`` plus runtime settings (S3 endpoint, paths) for ``LanceDBSyncConfig``.
 
         ``os.environ`` is deliberately not merged: a cloud indicator on the benchmark
-        machine must not change the mode a scenario stands for.
+        machine must not change the mode a scenario stands for. The background sync is off
+        unless the scenario sets ``SYNC_INTERVAL_S``: the benchmark times sync itself, and
+        a push that starts on its own would land inside another operation's sample.
         """
-        return {**self.env, **runtime}
+        return {"SYNC_INTERVAL_S": "0", **self.env, **runtime}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the scenario as run (for results.json)."""

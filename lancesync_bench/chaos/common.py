@@ -86,6 +86,7 @@ def mode_env(
         "LOCAL_STORAGE_PATH": str(path),
         "EMBEDDING_DIM": str(DIM),
         "DEVICE_ID": device,
+        "SYNC_INTERVAL_S": "0",  # sections push when they mean to; one tests the period
         **FAST_FAIL_ENV,
     }
     env.update(overrides)

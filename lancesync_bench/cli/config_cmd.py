@@ -29,7 +29,7 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
     ("EMBEDDING_DIM", "vector dimension, 1-16384; default 384"),
     ("DEVICE_ID", "this device's id in sync tie-breaks (1-64 of A-Za-z0-9._-)"),
     ("CACHE_MAX_STALENESS_MS", "S3-primary cache staleness bound; default 1000"),
-    ("SYNC_INTERVAL_S", "background sync/backup period; default 0 (off)"),
+    ("SYNC_INTERVAL_S", "background sync/backup period; default 30 (0: off)"),
     ("RETENTION_S", "keep remote versions newer than this; default 7 days"),
     ("S3_CONNECT_TIMEOUT_S", "default 2"),
     ("S3_REQUEST_TIMEOUT_S", "default 15"),

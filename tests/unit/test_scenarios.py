@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,7 +100,14 @@ def test_valid_minimal_file_uses_defaults(tmp_path: Path) -> None:
     assert s.workload.quick_sizes == (100,) and s.workload.batch_size == 100
     assert [(p.name, n) for p, n in s.cells()] == [("loopback", 100), ("loopback", 1000)]
     assert [(p.name, n) for p, n in s.cells(profiles=["far"])] == [("far", 100)]
-    assert s.config_env({"S3_BUCKET": "b"}) == {**s.env, "S3_BUCKET": "b"}
+    # The background sync is off in a benchmark unless the scenario turns it on.
+    assert s.config_env({"S3_BUCKET": "b"}) == {
+        "SYNC_INTERVAL_S": "0",
+        **s.env,
+        "S3_BUCKET": "b",
+    }
+    periodic = dataclasses.replace(s, env={**s.env, "SYNC_INTERVAL_S": "5"})
+    assert periodic.config_env({})["SYNC_INTERVAL_S"] == "5"
     with pytest.raises(ConfigError, match="no profile 'moon'"):
         s.cells(profiles=["moon"])
 
