@@ -42,6 +42,11 @@ SectionRun = Callable[[SuiteContext, Section], Awaitable[None]]
 def _sections() -> dict[str, tuple[str, SectionRun | None]]:
     """Name -> (title, runner); the kill trials (None) also need the worker server."""
     from lancesync_bench.chaos.badinput import run_bad_input
+    from lancesync_bench.chaos.clocks import (
+        run_background_failures,
+        run_clock_skew,
+        run_lost_answers,
+    )
     from lancesync_bench.chaos.devices import run_devices
     from lancesync_bench.chaos.flaky import run_flaky
     from lancesync_bench.chaos.integrity import run_integrity
@@ -54,6 +59,12 @@ def _sections() -> dict[str, tuple[str, SectionRun | None]]:
         "devices": ("Two devices racing: concurrent writes and syncs", run_devices),
         "flaky": ("Flaky S3: 5% of requests fail, with jitter", run_flaky),
         "outage": ("S3 outage: the network path cut mid-workload", run_outage),
+        "clock_skew": ("Clock skew of -5 to +5 minutes between devices", run_clock_skew),
+        "lost_answers": ("Lost S3 answers at each step of a commit", run_lost_answers),
+        "background": (
+            "Failing background pushes: counted, shown, caught up",
+            run_background_failures,
+        ),
         "kill": ("Kill -9 during sync, backup and S3-primary writes", None),
         # Last: its secret scan reads what every other section wrote and said.
         "security": ("Isolation between users; secrets in outputs", run_security),
@@ -66,6 +77,9 @@ SECTIONS: tuple[str, ...] = (
     "devices",
     "flaky",
     "outage",
+    "clock_skew",
+    "lost_answers",
+    "background",
     "kill",
     "security",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lancesync_bench.chaos.common import PRIMARY, tail_ms
@@ -39,40 +40,42 @@ def _outage(f: dict[str, Any]) -> str:
 def summarise(section: Section) -> None:
     """Set ``section.summary`` from its figures (nothing when a figure is missing)."""
     f = section.figures
+    table: dict[str, Callable[[], str]] = {
+        "kill": lambda: (
+            f"{f['trials']} trials, {f['complete']} complete, {f['rows_lost']} of "
+            f"{f['acknowledged_writes']} acknowledged writes lost, "
+            f"{f['killed_mid_operation']} killed mid-operation"
+        ),
+        "outage": lambda: _outage(f),
+        "flaky": lambda: (
+            f"{f['faults_injected']} injected faults, {f['writes_lost']} acknowledged "
+            f"writes lost over {f['operations_per_mode']} operations per mode"
+        ),
+        "devices": lambda: (
+            f"{f['rounds']} rounds, {f['acknowledged_records']} acknowledged records, "
+            f"hashes {f['hash_a']} / {f['hash_b']}, {f['acknowledged_lost']} lost"
+        ),
+        "integrity": lambda: (
+            f"{sum(c['detected'] for c in f['corruption_cases'])}/"
+            f"{len(f['corruption_cases'])} rotten objects detected, "
+            f"{sum(bool(c['rotten_files_installed']) for c in f['corruption_cases'])} "
+            f"installed; multi-writer modes refused without If-None-Match: "
+            f"{all(r['refused'] for r in f['conditional_put']['refused'].values())}"
+        ),
+        "bad_input": lambda: (
+            f"{f['rejected_cleanly']}/{f['cases']} bad inputs rejected cleanly with nothing written"
+        ),
+        "security": lambda: (
+            f"{sum(r['requests_by_alice'] for r in f['isolation'])} S3 requests stayed "
+            f"in their user's prefix; {f['leak_scan']['files']} files and "
+            f"{f['leak_scan']['texts']} texts scanned, "
+            f"{len(f['leak_scan']['leaks'])} secret leaks"
+        ),
+    }
+    if section.name not in table:
+        return  # the section writes its own summary
     try:
-        text = {
-            "kill": lambda: (
-                f"{f['trials']} trials, {f['complete']} complete, {f['rows_lost']} of "
-                f"{f['acknowledged_writes']} acknowledged writes lost, "
-                f"{f['killed_mid_operation']} killed mid-operation"
-            ),
-            "outage": lambda: _outage(f),
-            "flaky": lambda: (
-                f"{f['faults_injected']} injected faults, {f['writes_lost']} acknowledged "
-                f"writes lost over {f['operations_per_mode']} operations per mode"
-            ),
-            "devices": lambda: (
-                f"{f['rounds']} rounds, {f['acknowledged_records']} acknowledged records, "
-                f"hashes {f['hash_a']} / {f['hash_b']}, {f['acknowledged_lost']} lost"
-            ),
-            "integrity": lambda: (
-                f"{sum(c['detected'] for c in f['corruption_cases'])}/"
-                f"{len(f['corruption_cases'])} rotten objects detected, "
-                f"{sum(bool(c['rotten_files_installed']) for c in f['corruption_cases'])} "
-                f"installed; multi-writer modes refused without If-None-Match: "
-                f"{all(r['refused'] for r in f['conditional_put']['refused'].values())}"
-            ),
-            "bad_input": lambda: (
-                f"{f['rejected_cleanly']}/{f['cases']} bad inputs rejected cleanly with "
-                "nothing written"
-            ),
-            "security": lambda: (
-                f"{sum(r['requests_by_alice'] for r in f['isolation'])} S3 requests stayed "
-                f"in their user's prefix; {f['leak_scan']['files']} files and "
-                f"{f['leak_scan']['texts']} texts scanned, "
-                f"{len(f['leak_scan']['leaks'])} secret leaks"
-            ),
-        }[section.name]()
+        text = table[section.name]()
     except (KeyError, TypeError, ZeroDivisionError):
         text = ""  # the section failed before its figures existed; its checks say why
     section.summary = text

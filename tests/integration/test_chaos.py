@@ -88,6 +88,9 @@ def test_quick_suite_passes_every_check_and_records_every_figure(
         "devices",
         "flaky",
         "outage",
+        "clock_skew",
+        "lost_answers",
+        "background",
         "kill",
         "security",
     ]
@@ -107,6 +110,14 @@ def test_quick_suite_passes_every_check_and_records_every_figure(
     assert flaky["faults_injected"] > 0 and flaky["writes_lost"] == 0
     devices = sections["devices"]["figures"]
     assert devices["hash_a"] == devices["hash_b"] and devices["acknowledged_lost"] == 0
+    assert all(sections[name]["summary"] for name in sections), "a section without a summary"
+    clock = sections["clock_skew"]["figures"]
+    assert clock["acknowledged_writes"] > 0 and clock["writes_lost"] == 0
+    assert clock["own_reads_stale"] == 0 and clock["diverged_at_skews"] == []
+    lost = sections["lost_answers"]["figures"]
+    assert lost["outcomes"]["manifest answer lost"] == {"committed": lost["trials_per_kind"]}
+    background = sections["background"]["figures"]
+    assert background["failures_counted"] >= 2 and background["documents_on_other_device"] == 5
     integrity = sections["integrity"]["figures"]
     assert all(c["detected"] for c in integrity["corruption_cases"])
     assert all(r["refused"] for r in integrity["conditional_put"]["refused"].values())
