@@ -9,11 +9,13 @@ and nothing about sync. The live document of an id is its record with the greate
 from __future__ import annotations
 
 import asyncio
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +23,11 @@ import pyarrow.compute as pc
 
 from lancesync_bench.storage.calibrate import SearchParams
 from lancesync_bench.storage.schema import record_to_document, sql_string
+
+if TYPE_CHECKING:
+    from lancesync_bench.storage.compaction import PreparedCompaction
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["DocTable", "MaintenancePolicy", "MaintenanceReport", "winners_mask"]
 
@@ -62,6 +69,10 @@ class MaintenancePolicy:
     # (reads take no lock) still finds them; a later pass removes them. With 0, such a read
     # failed with "Not found" about once in a thousand operations under write load.
     cleanup_older_than: timedelta | None = timedelta(seconds=60)
+    # Whether the pass itself removes old versions. Off where the caller does it after the
+    # pass, outside a lock the pass holds (the S3-primary cache: listing every version to
+    # find none old enough took 22-138 ms of the replica lock per pass at 6k rows).
+    cleanup: bool = True
     # Load a table's indexes into LanceDB's cache when the table opens and after each pass.
     # Measured at 100k rows: vector top-10 p95 10 ms / p99 18 ms over the first 150 searches
     # of a fresh connection (each touches 20 IVF partitions not yet loaded), 3.7 / 4.0 ms
@@ -388,12 +399,30 @@ class DocTable:
         for index in await self.table.list_indices():
             await self.table.prewarm_index(index.name)
 
-    async def maintain(self, policy: MaintenancePolicy) -> MaintenanceReport:
-        """Drop losing records, compact fragments, clean old versions, update indexes."""
+    async def maintain(
+        self, policy: MaintenancePolicy, prepared: PreparedCompaction | None = None
+    ) -> MaintenanceReport:
+        """Drop losing records, compact fragments, clean old versions, update indexes.
+
+        ``prepared`` is a compaction already run on a shadow of this (local) table: it is
+        committed first, in place of compacting here, unless Lance finds that it no longer
+        fits (then the table is compacted here as usual).
+        """
         import time
 
         start = time.perf_counter()
         before = await self.fragment_count()
+        compact = True
+        if prepared is not None:
+            uri = str(await self.table.uri())
+            try:
+                await asyncio.to_thread(prepared.commit, Path(uri))
+            except Exception as exc:
+                _log.info("prepared compaction of %s not committed (%s); compacting here", uri, exc)
+            else:
+                compact = False
+                await self.table.checkout_latest()
+                self.invalidate()
         dead: list[int] = []
         if not await self._clean():  # a clean table has no losing records and no tombstones
             retention = policy.tombstone_retention
@@ -413,7 +442,7 @@ class DocTable:
                 warnings.simplefilter("ignore", UserWarning)
                 await self.table.optimize(cleanup_older_than=policy.cleanup_older_than)
         else:
-            await asyncio.to_thread(_compact_local, uri, policy)
+            await asyncio.to_thread(_compact_local, uri, policy, compact)
             # The commits above were made through another handle: move this one onto them
             # (it would otherwise keep reading the old version until the next write).
             await self.table.checkout_latest()
@@ -437,7 +466,7 @@ def _index_local(uri: str, names: list[str]) -> None:
     lance.dataset(uri).optimize.optimize_indices(index_names=names)
 
 
-def _compact_local(uri: str, policy: MaintenancePolicy) -> None:
+def _compact_local(uri: str, policy: MaintenancePolicy, compact: bool = True) -> None:
     """Compact a local table's small fragments, fold new rows into its indexes, clean up.
 
     Lance's own steps, called one by one instead of through LanceDB's ``optimize()``: that
@@ -449,13 +478,15 @@ def _compact_local(uri: str, policy: MaintenancePolicy) -> None:
     """
     import lance
 
-    lance.dataset(uri).optimize.compact_files()
+    if compact:  # else a prepared compaction was committed just before
+        lance.dataset(uri).optimize.compact_files()
     for ix in lance.dataset(uri).describe_indices():
         # Merge this index's earlier deltas (never its first segment) with the new rows.
         lance.dataset(uri).optimize.optimize_indices(
             index_names=[ix.name], num_indices_to_merge=len(ix.segments) - 1
         )
-    older = policy.cleanup_older_than
-    lance.dataset(uri).cleanup_old_versions(
-        older_than=older if older is not None else timedelta(days=7)
-    )
+    if policy.cleanup:
+        older = policy.cleanup_older_than
+        lance.dataset(uri).cleanup_old_versions(
+            older_than=older if older is not None else timedelta(days=7)
+        )

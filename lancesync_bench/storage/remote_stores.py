@@ -11,7 +11,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,6 @@ from lancesync_bench.storage.transfer import (
 )
 
 __all__ = ["BackupStore", "S3PrimaryStore", "SyncStore"]
-
-_NEVER = timedelta(days=36_500)  # a cleanup age no version reaches
 
 
 def _report(
@@ -695,13 +692,21 @@ class S3PrimaryStore(LocalStore):
             if not self.cache:
                 return await self.docs.maintain(self.ctx.policy)
             # Writes wait while the replica is locked: the commit holds it for what must
-            # reach S3 (dead records dropped, fragments merged, index deltas), and the rest
-            # runs after it: old local versions are cleaned up in a short step of their
-            # own, and the indexes are loaded into the cache with no lock at all.
-            committed = dataclasses.replace(
-                self.ctx.policy, cleanup_older_than=_NEVER, prewarm_indexes=False
-            )
-            report = await self.replica.commit(lambda d: d.maintain(committed), TransferStats())
+            # reach S3 (dead records dropped, the rewrite recorded, index deltas). The rest runs
+            # after it without that lock: old local versions are cleaned up, and the
+            # indexes are loaded into the cache.
+            # The fragments are rewritten and uploaded before that, also without the lock
+            # (storage.compaction): the commit then only records the rewrite.
+            committed = dataclasses.replace(self.ctx.policy, cleanup=False, prewarm_indexes=False)
+            stats = TransferStats()
+            prepared = await self.replica.prepare_compaction(stats)
+            try:
+                report = await self.replica.commit(
+                    lambda d: d.maintain(committed, prepared), stats, uploaded=prepared
+                )
+            finally:
+                if prepared is not None:
+                    prepared.discard()
             await self.replica.cleanup(self.ctx.policy.cleanup_older_than)
         if self.ctx.policy.prewarm_indexes:
             await self.docs.prewarm()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lancesync_bench.errors import IntegrityError, S3Error, SyncConflict
+from lancesync_bench.storage.compaction import PreparedCompaction, prepare_compaction
 from lancesync_bench.storage.doctable import DocTable
 from lancesync_bench.storage.schema import TABLE_NAME, schema
 from lancesync_bench.storage.transfer import (
@@ -343,19 +344,54 @@ class Replica:
             tmp.replace(dest)
             stats.down(len(fetched[rel]))
 
+    async def prepare_compaction(self, stats: TransferStats) -> PreparedCompaction | None:
+        """Compact the current version on a shadow and upload the new data files, without
+        the lock: writes go on meanwhile. None when there is nothing to compact.
+
+        The uploaded files are referenced by no manifest until :meth:`commit` is handed the
+        result (``uploaded=``) and commits it; if that never happens they are left over on
+        S3 like the files of a push that died before its manifest.
+        """
+        files = self._files  # replaced, never changed in place: a consistent listing
+        shadow = self.root / ".lancesync-shadow"
+        prepared = await asyncio.to_thread(prepare_compaction, self.table_dir, files, shadow)
+        if prepared is None:
+            return None
+        try:
+            prepared.hashes = {
+                rel: await asyncio.to_thread(sha256_file, shadow / rel) for rel in prepared.files
+            }
+            await asyncio.to_thread(
+                self.remote.push,
+                shadow,
+                list(prepared.files),
+                stats,
+                writer=self.writer,
+                hashes=prepared.hashes,
+            )
+        except BaseException:
+            prepared.discard()
+            raise
+        return prepared
+
     async def commit(
         self,
         op: Callable[[DocTable], Awaitable[T]],
         stats: TransferStats,
         *,
         may_delete: bool = False,
+        uploaded: PreparedCompaction | None = None,
     ) -> T:
         """Run ``op`` on the local copy and push what it wrote; retry on a lost race.
 
         ``may_delete`` says that ``op`` removes files (maintenance cleans up old versions):
         they are kept aside (hard links) until S3 took the commit, so that a rollback
         brings back the version the op started from instead of a table without manifests.
+        ``uploaded`` names files ``op`` may add that are on S3 already (a prepared
+        compaction's): they are listed in the commit's record, not sent again.
         """
+        on_s3 = uploaded.files if uploaded is not None else {}
+        hashes = uploaded.hashes if uploaded is not None else {}
         for _attempt in range(_MAX_COMMIT_ATTEMPTS):
             async with self.lock:
                 before = self._files
@@ -366,7 +402,13 @@ class Replica:
                     new = [r for r in after if r not in before]
                     try:
                         await asyncio.to_thread(
-                            self.remote.push, self.table_dir, new, stats, writer=self.writer
+                            self.remote.push,
+                            self.table_dir,
+                            [r for r in new if r not in on_s3],
+                            stats,
+                            writer=self.writer,
+                            hashes=hashes,
+                            also_record=[r for r in new if r in on_s3],
                         )
                     except SyncConflict:
                         await self._rollback(new, undo)
@@ -392,10 +434,12 @@ class Replica:
         import lance
 
         age = older_than if older_than is not None else timedelta(days=7)
-
-        async with self.lock:
-            uri = str(self.table_dir)
-            await asyncio.to_thread(lambda: lance.dataset(uri).cleanup_old_versions(older_than=age))
+        uri = str(self.table_dir)
+        # No lock while Lance cleans up: it removes only versions older than ``age`` and
+        # files no kept version references (an unreferenced file younger than ``age``, such
+        # as one a commit under way is writing, stays), so commits and reads go on.
+        await asyncio.to_thread(lambda: lance.dataset(uri).cleanup_old_versions(older_than=age))
+        async with self.lock:  # forget the removed files (a commit meanwhile saw some of them)
             self._files = local_files(self.table_dir, known=self._files)
 
     def _keep_aside(self, files: dict[str, int]) -> Path:

@@ -413,3 +413,39 @@ def test_tombstones_older_than_the_retention_are_collected(s3: S3Endpoint, tmp_p
             assert await a.get_document(USER, "d2") is not None
 
     asyncio.run(scenario())
+
+
+def test_s3_primary_writes_during_a_maintenance_pass_all_reach_other_instances(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """The pass rewrites fragments on a shadow and uploads them while writes go on; its
+    commit records the rewrite over those writes, and another instance installs all of it
+    (each file verified against the checksum its push recorded)."""
+    from lancesync_bench.storage.transfer import TransferStats
+
+    policy = MaintenancePolicy(max_fragments=10_000, keep_tombstones=True)
+
+    async def scenario() -> None:
+        async with open_service(PRIMARY, tmp_path / "A", s3, policy=policy) as a:
+            for i in range(24):
+                await a.add_documents(USER, make_docs(1, start=i))
+            await a.add_documents(USER, [{**make_docs(1, start=5)[0], "text": "edited"}])
+
+            async def writes() -> None:
+                for i in range(24, 36):
+                    await a.add_documents(USER, make_docs(1, start=i))
+                    await asyncio.sleep(0)
+
+            report, _ = await asyncio.gather(a.maintain(USER), writes())
+            assert report.fragments_after < report.fragments_before
+            uploaded_before = a._remote(USER).list_files(TransferStats())
+        assert not [r for r in uploaded_before if ".lancesync-shadow" in r]
+        assert not list((tmp_path / "A").rglob(".lancesync-shadow"))
+        async with open_service(PRIMARY, tmp_path / "B", s3, policy=policy, device="B") as b:
+            assert await (await b._store(USER)).docs.live_count() == 36
+            doc = await b.get_document(USER, "d5")
+            assert doc is not None and doc["text"] == "edited"
+            for i in (0, 23, 24, 35):
+                assert await b.get_document(USER, f"d{i}") is not None
+
+    asyncio.run(scenario())
