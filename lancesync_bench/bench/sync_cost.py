@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lancesync_bench.bench.tier import TierCheck, TierFigure, _bound_check, _ratio_check
+from lancesync_bench.bench.tier import TierCheck, TierFigure, bound_check, ratio_check
 from lancesync_bench.config import LanceDBSyncConfig
 from lancesync_bench.netem import NetworkProfile, S3Proxy
 from lancesync_bench.netem.profile import PRESETS
@@ -281,11 +281,11 @@ def judge_sync_cost(result: dict[str, Any]) -> list[TierCheck]:
         )
         if rtt == 0:
             checks.append(
-                _bound_check(figs, f"[{name}] no-change sync", "sync_no_change", "p50", 5.0)
+                bound_check(figs, f"[{name}] no-change sync", "sync_no_change", "p50", 5.0)
             )
-            checks.append(_bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 25.0))
+            checks.append(bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 25.0))
             checks.append(
-                _ratio_check(
+                ratio_check(
                     figs,
                     f"[{name}] S3-primary write vs LanceDB add",
                     "s3_primary_write",
@@ -296,10 +296,10 @@ def judge_sync_cost(result: dict[str, Any]) -> list[TierCheck]:
             )
         else:
             checks.append(
-                _bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 3 * rtt + 10)
+                bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 3 * rtt + 10)
             )
             checks.append(
-                _bound_check(
+                bound_check(
                     figs, f"[{name}] S3-primary write", "s3_primary_write", "p50", 4 * rtt + 10
                 )
             )

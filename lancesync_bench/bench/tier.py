@@ -47,7 +47,16 @@ from lancesync_bench.storage.service import LanceDBStorageService
 from lancesync_bench.storage.tier import TierPolicy
 from lancesync_bench.workload import Workload, doc_id
 
-__all__ = ["TierBenchOptions", "TierCheck", "TierFigure", "judge_write_tier", "measure_write_tier"]
+__all__ = [
+    "TierBenchOptions",
+    "TierCheck",
+    "TierFigure",
+    "bound_check",
+    "format_checks",
+    "judge_write_tier",
+    "measure_write_tier",
+    "ratio_check",
+]
 
 USER = "tier-user"
 _QUANTILES = (0.5, 0.95, 0.99)
@@ -412,7 +421,7 @@ class TierCheck:
     verdict: str  # PASS, FAIL or UNSURE
 
 
-def _ratio_check(
+def ratio_check(
     figs: dict[str, Any], what: str, svc: str, raw: str, *, q: str, limit: float
 ) -> TierCheck:
     """``svc``'s q-quantile against ``limit`` x ``raw``'s, judged on both intervals.
@@ -442,7 +451,7 @@ def _ratio_check(
     )
 
 
-def _bound_check(figs: dict[str, Any], what: str, name: str, q: str, bound_ms: float) -> TierCheck:
+def bound_check(figs: dict[str, Any], what: str, name: str, q: str, bound_ms: float) -> TierCheck:
     f = figs[name]
     ci = f[f"{q}_ci_ms"]
     if ci is None:
@@ -462,14 +471,14 @@ def judge_write_tier(result: dict[str, Any]) -> list[TierCheck]:
     """The write tier's targets, each judged on this run's figures."""
     figs = result["figures"]
     checks = [
-        _ratio_check(
+        ratio_check(
             figs, "single write vs raw add", "service_write", "raw_add", q="p50", limit=0.5
         ),
-        _ratio_check(
+        ratio_check(
             figs, "single write vs raw add", "service_write", "raw_add", q="p99", limit=1.0
         ),
-        _bound_check(figs, "100-doc batch write", "service_batch", "p99", 5.0),
-        _ratio_check(
+        bound_check(figs, "100-doc batch write", "service_batch", "p99", 5.0),
+        ratio_check(
             figs,
             "read during writes vs static",
             "service_read",
@@ -477,7 +486,7 @@ def judge_write_tier(result: dict[str, Any]) -> list[TierCheck]:
             q="p50",
             limit=1.5,
         ),
-        _ratio_check(
+        ratio_check(
             figs,
             "read during writes vs static",
             "service_read",
@@ -485,7 +494,7 @@ def judge_write_tier(result: dict[str, Any]) -> list[TierCheck]:
             q="p99",
             limit=1.5,
         ),
-        _ratio_check(
+        ratio_check(
             figs,
             "read after kills vs static",
             "read_after_kills",

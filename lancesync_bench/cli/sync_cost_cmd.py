@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,8 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         judge_sync_cost,
         measure_sync_cost,
     )
-    from lancesync_bench.bench.tier import format_checks
-    from lancesync_bench.cli.outputs import check_output_folder
+    from lancesync_bench.cli.outputs import check_output_folder, elapsed_progress, write_checks
     from lancesync_bench.errors import ConfigError
     from lancesync_bench.results import new_run_id
     from lancesync_bench.s3.select import open_s3
@@ -90,10 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     start = time.perf_counter()
-
-    def progress(message: str) -> None:
-        print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
-
+    progress = elapsed_progress()
     with open_s3(args.s3) as selection:
         endpoint = selection.endpoint
         if endpoint.url is None or not endpoint.url.startswith("http://"):
@@ -105,12 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         result = asyncio.run(measure_sync_cost(endpoint, opts, progress=progress))
         result["s3"] = selection.to_dict()
     result["wall_s"] = round(time.perf_counter() - start, 1)
-    checks = judge_sync_cost(result)
-    result["checks"] = [c.__dict__ for c in checks]
-    run_dir = args.out / f"{new_run_id()}-sync-cost"
-    run_dir.mkdir(parents=True)
-    (run_dir / "sync_cost.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    print(format_checks(checks))
-    print(f"\nsync-cost results: {run_dir / 'sync_cost.json'} ({result['wall_s']} s)")
-    failed = any(c.verdict == "FAIL" for c in checks)
-    return 1 if failed and args.fail_on_miss else 0
+    path = args.out / f"{new_run_id()}-sync-cost" / "sync_cost.json"
+    return write_checks(
+        path, result, judge_sync_cost(result), label="sync-cost", fail_on_miss=args.fail_on_miss
+    )

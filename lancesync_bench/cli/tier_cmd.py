@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,11 +50,10 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from lancesync_bench.bench.tier import (
         TierBenchOptions,
-        format_checks,
         judge_write_tier,
         measure_write_tier,
     )
-    from lancesync_bench.cli.outputs import check_output_folder
+    from lancesync_bench.cli.outputs import check_output_folder, elapsed_progress, write_checks
     from lancesync_bench.errors import ConfigError
     from lancesync_bench.results import new_run_id
 
@@ -79,19 +76,15 @@ def _run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True)
     work = Path(tempfile.mkdtemp(prefix="lancesync-tier-"))
     start = time.perf_counter()
-
-    def progress(message: str) -> None:
-        print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
-
     try:
-        result = asyncio.run(measure_write_tier(work, opts, progress=progress))
+        result = asyncio.run(measure_write_tier(work, opts, progress=elapsed_progress()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["wall_s"] = round(time.perf_counter() - start, 1)
-    checks = judge_write_tier(result)
-    result["checks"] = [c.__dict__ for c in checks]
-    (run_dir / "write_tier.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    print(format_checks(checks))
-    print(f"\nwrite tier results: {run_dir / 'write_tier.json'} ({result['wall_s']} s)")
-    failed = any(c.verdict == "FAIL" for c in checks)
-    return 1 if failed and args.fail_on_miss else 0
+    return write_checks(
+        run_dir / "write_tier.json",
+        result,
+        judge_write_tier(result),
+        label="write tier",
+        fail_on_miss=args.fail_on_miss,
+    )
