@@ -21,6 +21,7 @@ __all__ = [
     "DocumentError",
     "IntegrityError",
     "LanceSyncError",
+    "MissingChecksum",
     "S3Error",
     "S3Unavailable",
     "SyncConflict",
@@ -59,6 +60,10 @@ class CommitOutcomeUnknown(S3Unavailable):
 
 class IntegrityError(LanceSyncError):
     """A transferred file does not match its recorded size or checksum."""
+
+
+class MissingChecksum(IntegrityError):
+    """A downloaded file had to carry the SHA-256 its push stored with it, and carried none."""
 
 
 class SyncConflict(LanceSyncError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import os
 import shutil
 import time
@@ -29,6 +28,7 @@ from lancesync_bench.storage.transfer import (
     TransferStats,
     local_files,
     manifest_version,
+    same_bytes,
 )
 
 __all__ = ["BackupStore", "S3PrimaryStore", "SyncStore"]
@@ -289,7 +289,7 @@ class BackupStore(LocalStore):
         missing = [r for r in remote if manifest_version(r) is None and r not in linkable]
         for rel in linkable:
             if manifest_version(rel) is not None and (
-                missing or not _same_bytes(self.table_dir / rel, remote[rel])
+                missing or not same_bytes(self.table_dir / rel, remote[rel])
             ):
                 continue
             target = dest / rel
@@ -746,17 +746,6 @@ def _newest_per_origin(records: pa.Table) -> dict[str, int]:
     grouped = records.group_by("origin").aggregate([("updated_at", "max")])
     origins = grouped["origin"].to_pylist()
     return {o: int(m) for o, m in zip(origins, grouped["updated_at_max"].to_pylist(), strict=True)}
-
-
-def _same_bytes(path: Path, info: FileInfo) -> bool:
-    """Whether a local file holds the bytes of a remote object (MD5 against a plain ETag)."""
-    if not info.etag or "-" in info.etag:
-        return False  # a multipart ETag is not an MD5 of the content
-    try:
-        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-    except OSError:
-        return False
-    return digest == info.etag
 
 
 def pa_filter_count(table: pa.Table, column: str, value: str) -> int:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lancesync_bench.errors import IntegrityError, S3Error, SyncConflict
+from lancesync_bench.errors import IntegrityError, MissingChecksum, S3Error, SyncConflict
 from lancesync_bench.storage.compaction import PreparedCompaction, prepare_compaction
 from lancesync_bench.storage.doctable import DocTable
 from lancesync_bench.storage.schema import TABLE_NAME, schema
@@ -30,6 +30,7 @@ from lancesync_bench.storage.transfer import (
     latest_version,
     local_files,
     manifest_version,
+    same_bytes,
     sha256_file,
 )
 
@@ -112,6 +113,84 @@ class Replica:
         never acknowledged.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        if all_versions or not await self._open_from_newest(stats):
+            await self._open_from_listing(stats, all_versions=all_versions)
+        await self._reopen()
+        self._files = local_files(self.table_dir)
+        self.remote_version = self.local_version()
+        await self._note_newest()
+        self.last_refresh = time.monotonic()
+
+    async def _open_from_newest(self, stats: TransferStats) -> bool:
+        """Install S3's newest version without listing the table: one one-key LIST, a HEAD
+        of the local newest manifest (when there is one and S3 has moved on), the new
+        manifest, the files this copy lacks, and a LIST per index folder it lacks that the
+        newest push did not add. False (nothing changed) when this path cannot tell: no
+        version on S3, a local version S3 does not hold byte for byte, S3 behind, manifests
+        plain LanceDB wrote, or the older manifest naming; the caller then lists the table.
+        """
+        local = local_files(self.table_dir)
+        local_latest = latest_version(local)
+        newest = await asyncio.to_thread(self.remote.newest_manifest, stats)
+        remote_latest = 0 if newest is None else manifest_version(newest.path) or 0
+        if newest is None or remote_latest < local_latest:
+            return False
+        have: tuple[str, ...] = ()  # index folders complete here
+        if local_latest:
+            local_rel = next(r for r in local if manifest_version(r) == local_latest)
+            if remote_latest == local_latest:
+                return newest.path == local_rel and same_bytes(self.table_dir / local_rel, newest)
+            mine = await asyncio.to_thread(self.remote.head_file, local_rel, stats)
+            if mine is None or not same_bytes(self.table_dir / local_rel, mine):
+                return False
+            _, have = await asyncio.to_thread(
+                _manifest_layout, (self.table_dir / local_rel).read_bytes(), local_rel
+            )
+        got = await asyncio.to_thread(self.remote.get_manifests, [newest], stats)
+        body, listed = got[newest.path]
+        if listed is None:
+            return False
+        needed, folders = await asyncio.to_thread(_manifest_layout, body, newest.path)
+        recorded = {f.path: f for f in listed}
+        index_files: dict[str, FileInfo] = {}
+        for folder in sorted(set(folders) - set(have)):
+            # A segment's files are all written by one commit: when the newest push added
+            # the segment its record lists them; an older one's folder is listed.
+            found = {r: f for r, f in recorded.items() if r.startswith(folder)}
+            if not found:
+                found = await asyncio.to_thread(self.remote.list_under, folder, stats)
+            if not found:
+                raise IntegrityError(
+                    f"version {remote_latest} on S3 needs index files under {folder} that S3 "
+                    "does not hold; not installed"
+                )
+            index_files.update(found)
+        todo = [
+            recorded.get(r)
+            or dataclasses.replace(index_files.get(r) or FileInfo(r, -1), needs_sha256=True)
+            for r in sorted((needed | set(index_files)) - set(local))
+        ]
+        try:
+            await asyncio.to_thread(self.remote.download, todo, self.table_dir, stats)
+        except MissingChecksum:
+            # A file whose object lost the SHA-256 its push stored (rewritten by hand, say):
+            # the listing path reads the older records, which hold it.
+            return False
+        self._write_manifest(newest.path, body)
+        stats.down(len(body))
+        return True
+
+    def _write_manifest(self, rel: str, body: bytes) -> None:
+        """Install a manifest (last: a version is visible once its files are all here)."""
+        dest = self.table_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".lancesync-{dest.name}.part")
+        tmp.write_bytes(body)
+        tmp.replace(dest)
+
+    async def _open_from_listing(self, stats: TransferStats, *, all_versions: bool) -> None:
+        """Open by listing the whole remote table: a first open, a local copy with versions
+        S3 never took, a restore of an older version."""
         remote_files = await asyncio.to_thread(self.remote.list_files, stats)
         if not any(manifest_version(r) is not None for r in remote_files):
             if not self.table_dir.exists():
@@ -128,11 +207,6 @@ class Replica:
                 shutil.rmtree(self.table_dir, ignore_errors=True)
                 remote_files = await asyncio.to_thread(self.remote.list_files, stats)
         await self._reconcile(remote_files, stats, all_versions=all_versions)
-        await self._reopen()
-        self._files = local_files(self.table_dir)
-        self.remote_version = self.local_version()
-        await self._note_newest()
-        self.last_refresh = time.monotonic()
 
     async def _create_local(self) -> None:
         import lancedb
@@ -233,11 +307,7 @@ class Replica:
             for r in sorted(missing)
         ]
         await asyncio.to_thread(self.remote.download, todo, self.table_dir, stats)
-        dest = self.table_dir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".lancesync-{dest.name}.part")
-        tmp.write_bytes(body)
-        tmp.replace(dest)
+        self._write_manifest(rel, body)
         stats.down(len(body))
 
     async def _cut_short_uploads(
@@ -472,10 +542,11 @@ class Replica:
         await self._reopen()
 
 
-def _referenced_files(manifest: bytes, rel: str, remote_files: dict[str, FileInfo]) -> set[str]:
-    """The files (relative paths) a Lance manifest needs, read by Lance itself from a
-    scratch folder holding only that manifest: every fragment's data files and deletion
-    file, and every file of its indexes (found in ``remote_files`` by their folder)."""
+def _manifest_layout(manifest: bytes, rel: str) -> tuple[set[str], tuple[str, ...]]:
+    """What a Lance manifest needs, read by Lance itself from a scratch folder holding only
+    that manifest: every fragment's data files and deletion file (relative paths), and the
+    folder of every index segment (``_indices/<uuid>/``; the manifest does not name the
+    files inside)."""
     import tempfile
 
     import lance
@@ -496,6 +567,13 @@ def _referenced_files(manifest: bytes, rel: str, remote_files: dict[str, FileInf
             for index in dataset.describe_indices()
             for segment in index.segments
         )
+    return needed, folders
+
+
+def _referenced_files(manifest: bytes, rel: str, remote_files: dict[str, FileInfo]) -> set[str]:
+    """The files (relative paths) a Lance manifest needs (:func:`_manifest_layout`), its
+    index files found in ``remote_files`` by their folder."""
+    needed, folders = _manifest_layout(manifest, rel)
     needed.update(r for r in remote_files if folders and r.startswith(folders))
     missing = needed - set(remote_files)
     if missing:

@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lancesync_bench.errors import (
     CommitOutcomeUnknown,
     IntegrityError,
+    MissingChecksum,
     S3Error,
     S3Unavailable,
     SyncConflict,
@@ -50,6 +51,7 @@ __all__ = [
     "latest_version",
     "local_files",
     "manifest_version",
+    "same_bytes",
     "sha256_file",
 ]
 
@@ -168,6 +170,17 @@ def local_files(table_dir: Path, known: dict[str, int] | None = None) -> dict[st
 def latest_version(files: Iterable[str]) -> int:
     """The newest manifest version among relative paths (0 when there is none)."""
     return max((v for v in map(manifest_version, files) if v is not None), default=0)
+
+
+def same_bytes(path: Path, info: FileInfo) -> bool:
+    """Whether a local file holds the bytes of a remote object (MD5 against a plain ETag)."""
+    if not info.etag or "-" in info.etag:
+        return False  # a multipart ETag is not an MD5 of the content
+    try:
+        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return False
+    return digest == info.etag
 
 
 @dataclass(frozen=True)
@@ -302,13 +315,9 @@ class RemoteTable:
                 )
         return out
 
-    def latest_version(self, stats: TransferStats) -> int | None:
-        """The newest remote version (None: no manifest), from a one-key listing when it can.
-
-        Lance's current manifest names sort newest first, so the first key of ``_versions/``
-        is the latest version: one small request however many versions S3 keeps. Tables
-        with the older naming (numbers that do not sort) fall back to the full listing.
-        """
+    def _first_manifest(self, stats: TransferStats) -> tuple[FileInfo | None, bool]:
+        """The first key of ``_versions/`` (one one-key LIST) and whether it is the newest
+        version: Lance's current manifest names sort newest first, its older ones do not."""
         stats.count("LIST")
         prefix = f"{self.table_key}/_versions/"
         try:
@@ -317,12 +326,50 @@ class RemoteTable:
             raise _s3_failure(exc, f"listing s3://{self.bucket}/{prefix}") from exc
         first = page.get("Contents", [])
         if not first:
-            return None
+            return None, True
         rel = first[0]["Key"][len(self.table_key) + 1 :]
+        info = FileInfo(rel, int(first[0]["Size"]), etag=first[0].get("ETag", "").strip('"'))
         number = _manifest_number(rel)
-        if number is not None and _sorts_newest_first(number):
-            return _U64_MAX - number
+        return info, number is not None and _sorts_newest_first(number)
+
+    def latest_version(self, stats: TransferStats) -> int | None:
+        """The newest remote version (None: no manifest), from a one-key listing when it can:
+        one small request however many versions S3 keeps. Tables with the older naming fall
+        back to the full listing."""
+        info, newest = self._first_manifest(stats)
+        if info is None:
+            return None
+        if newest:
+            return manifest_version(info.path)
         return max(self.list_versions(stats), default=None)
+
+    def newest_manifest(self, stats: TransferStats) -> FileInfo | None:
+        """The newest manifest from a one-key listing; None when S3 holds none, or when the
+        table's manifest names do not sort newest first (ask :meth:`list_versions`)."""
+        info, newest = self._first_manifest(stats)
+        return info if newest else None
+
+    def head_file(self, rel: str, stats: TransferStats) -> FileInfo | None:
+        """A remote file's size and ETag (one HEAD); None when S3 does not hold it."""
+        key = f"{self.table_key}/{rel}"
+        stats.count("HEAD")
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+        return FileInfo(rel, int(head["ContentLength"]), etag=head.get("ETag", "").strip('"'))
+
+    def list_under(self, folder: str, stats: TransferStats) -> dict[str, FileInfo]:
+        """The remote files under ``folder`` (a relative path ending in ``/``)."""
+        out: dict[str, FileInfo] = {}
+        for item in self._list(f"{self.table_key}/{folder}", stats):
+            rel = item["Key"][len(self.table_key) + 1 :]
+            out[rel] = FileInfo(rel, int(item["Size"]), etag=item.get("ETag", "").strip('"'))
+        return out
 
     def list_files(self, stats: TransferStats) -> dict[str, FileInfo]:
         """Every file of the remote table (manifests included)."""
@@ -483,8 +530,10 @@ class RemoteTable:
         sidecars: list[tuple[str, bytes]] = []
         for i, rel in enumerate(manifests):
             # The first manifest of a push carries the list of every file the push adds: once
-            # it is visible, all of them are on S3 (they were uploaded before it).
-            listed = others + already if i == 0 else []
+            # it is visible, all of them are on S3 (they were uploaded before it). The last
+            # carries it too: a reader that installs only the newest version learns from it
+            # which files of the push it needs, and their SHA-256, without reading the rest.
+            listed = others + already if i in (0, len(manifests) - 1) else []
             record = encode_files([FileInfo(r, sizes[r], hashes[r]) for r in listed])
             if len(record) > _MAX_INLINE_RECORD:
                 version = manifest_version(rel)
@@ -557,8 +606,10 @@ class RemoteTable:
                 f"{key}: SHA-256 differs from the one recorded at upload; not installed"
             )
         record = meta.get("lancesync-files")
-        if record is None or sha is None:
+        if sha is None:
             return body, None
+        if record is None:  # a later manifest of a push: an empty list (S3 drops the header)
+            return body, []
         if record == _SIDECAR:
             version = manifest_version(info.path)
             assert version is not None
@@ -580,8 +631,8 @@ class RemoteTable:
             except (ClientError, BotoCoreError) as exc:
                 raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
             record, sha = meta.get("lancesync-files"), meta.get("sha256")
-            if record is None or sha is None:
-                out[info.path] = None
+            if sha is None or record is None:  # plain LanceDB's, or a push's empty list
+                out[info.path] = None if sha is None else []
                 return
             if record == _SIDECAR:
                 version = manifest_version(info.path)
@@ -640,7 +691,7 @@ class RemoteTable:
             tmp.unlink(missing_ok=True)
             raise _s3_failure(exc, f"downloading {info.path}") from exc
         problem = None
-        if size != info.size:
+        if info.size >= 0 and size != info.size:  # -1: not listed, the SHA-256 decides
             problem = f"size {size} bytes, expected {info.size}"
         elif recorded is None and info.needs_sha256:
             problem = "no SHA-256 was stored with it, as every push of this project does"
@@ -652,7 +703,8 @@ class RemoteTable:
             problem = "MD5 differs from the object's ETag"
         if problem:
             tmp.unlink(missing_ok=True)
-            raise IntegrityError(
+            error = MissingChecksum if recorded is None and info.needs_sha256 else IntegrityError
+            raise error(
                 f"s3://{self.bucket}/{key} failed verification ({problem}); it was not installed"
             )
         dest = table_dir / info.path

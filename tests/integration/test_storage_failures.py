@@ -489,8 +489,19 @@ def test_background_backup_failures_are_counted_in_status(s3: S3Endpoint, tmp_pa
 
 def test_an_upload_cut_short_by_a_kill_is_sent_again(s3: S3Endpoint, tmp_path: Path) -> None:
     """An empty S3 object carrying the SHA-256 of this device's file (a push killed mid
-    upload) is resent when the device reopens; a copy with another recorded hash is not."""
-    from lancesync_bench.storage.transfer import sha256_file
+    upload, before its manifest) is resent when the device reopens; a copy with another
+    recorded hash is not."""
+    from lancesync_bench.storage.transfer import manifest_version, sha256_file
+
+    def kill_before_the_manifest() -> None:
+        """S3 as a push killed before its manifest leaves it: the newest manifest gone."""
+        client = s3.client()
+        prefix = f"{table_key(s3, USER)}/_versions/"
+        keys = [
+            o["Key"] for o in client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)["Contents"]
+        ]
+        newest = max(keys, key=lambda k: manifest_version(k[len(prefix) - 10 :]) or 0)
+        client.delete_object(Bucket=s3.bucket, Key=newest)
 
     async def scenario() -> None:
         async with open_service(SYNC, tmp_path / "A", s3, device="A") as svc:
@@ -503,10 +514,12 @@ def test_an_upload_cut_short_by_a_kill_is_sent_again(s3: S3Endpoint, tmp_path: P
         client.put_object(
             Bucket=s3.bucket, Key=key, Body=b"", Metadata={"sha256": sha256_file(data)}
         )
+        kill_before_the_manifest()
         async with open_service(SYNC, tmp_path / "A", s3, device="A") as svc:
             assert (await svc.sync(USER)).reachable
         assert client.head_object(Bucket=s3.bucket, Key=key)["ContentLength"] == data.stat().st_size
         client.put_object(Bucket=s3.bucket, Key=key, Body=b"", Metadata={"sha256": "0" * 64})
+        kill_before_the_manifest()
         with pytest.raises(IntegrityError, match="differs from S3"):
             async with open_service(SYNC, tmp_path / "A", s3, device="A") as svc:
                 await svc.sync(USER)

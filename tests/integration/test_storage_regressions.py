@@ -267,8 +267,9 @@ def test_sync_cost_follows_what_changed_not_the_history(
 
 
 def test_reopening_a_cache_installs_the_latest_version_only(s3: S3Endpoint, tmp_path: Path) -> None:
-    """A cache opened after a pause downloads one listing, the latest manifest and the files
-    it references, not the history S3 keeps (old versions, compacted-away files)."""
+    """A new cache downloads the latest manifest and the files it references, not the
+    history S3 keeps (old versions, compacted-away files), and lists no more than the newest
+    key and index folders."""
     from lancesync_bench.storage.replica import Replica
     from lancesync_bench.storage.transfer import TransferStats, local_files, manifest_version
 
@@ -292,9 +293,13 @@ def test_reopening_a_cache_installs_the_latest_version_only(s3: S3Endpoint, tmp_
         assert [r for r in installed if manifest_version(r) is not None] == [
             max(versions, key=manifest_version)
         ]
-        assert stats.requests["GET"] == len(installed)  # every installed file, nothing else
+        # Every installed file once (and the record's sidecar when a push added many).
+        assert stats.requests["GET"] - len(installed) in (0, 1)
         assert len(installed) < len(remote_files) / 3
-        assert stats.requests["LIST"] == 1
+        # The newest key, then at most the index folders the newest push did not add.
+        folders = {r.split("/")[1] for r in installed if r.startswith("_indices/")}
+        assert 1 <= stats.requests["LIST"] <= 1 + len(folders)
+        assert stats.requests["HEAD"] == 0  # no local version to check
         live = await fresh.docs.live_count()
         assert live == 29
         assert await fresh.docs.get("d3") is None
@@ -447,5 +452,53 @@ def test_s3_primary_writes_during_a_maintenance_pass_all_reach_other_instances(
             assert doc is not None and doc["text"] == "edited"
             for i in (0, 23, 24, 35):
                 assert await b.get_document(USER, f"d{i}") is not None
+
+    asyncio.run(scenario())
+
+
+def test_reopening_a_cache_behind_s3_reads_no_listing_of_the_table(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """A cache that is behind S3 but whose newest version S3 holds catches up with one
+    one-key LIST, one HEAD, the newest manifest and the files it lacks (a LIST for an index
+    folder the newest push did not add): its cost does not grow with the versions S3 keeps."""
+    from lancesync_bench.storage.replica import Replica
+    from lancesync_bench.storage.transfer import TransferStats, local_files, manifest_version
+
+    policy = MaintenancePolicy(max_fragments=8, keep_tombstones=True, vector_index_min_rows=20)
+
+    async def scenario() -> None:
+        async with open_service(PRIMARY, tmp_path / "A", s3, policy=policy) as a:
+            for i in range(30):
+                await a.add_documents(USER, make_docs(1, start=i))
+            await a.wait_idle(USER)
+            remote = a._remote(USER)
+            cache = Replica(remote, tmp_path / "cache", dim=8, writer="C")
+            await cache.open(TransferStats())  # a first open lists the table
+            for i in range(30, 60):
+                await a.add_documents(USER, make_docs(1, start=i))
+            await a.delete_documents(USER, ["d3"])
+            await a.maintain(USER)
+            remote_files = remote.list_files(TransferStats())
+        behind = Replica(remote, tmp_path / "cache", dim=8, writer="C")
+        before = set(local_files(behind.table_dir))
+        stats = TransferStats()
+        await behind.open(stats)
+        installed = set(local_files(behind.table_dir)) - before
+        newest = max((r for r in remote_files if manifest_version(r)), key=manifest_version)
+        assert newest in installed
+        assert stats.requests["HEAD"] == 1
+        # What was missing, and the record's sidecar when a push added many files.
+        assert stats.requests["GET"] - len(installed) in (0, 1)
+        assert 1 <= stats.requests["LIST"] <= 3  # the newest key, then older index folders
+        assert sum(stats.requests.values()) < len(remote_files) / 4
+        assert await behind.docs.live_count() == 59
+        assert await behind.docs.get("d3") is None
+        for i in (0, 31, 59):
+            assert await behind.docs.get(f"d{i}") is not None
+
+        again = TransferStats()
+        await Replica(remote, tmp_path / "cache", dim=8, writer="C").open(again)
+        assert dict(again.requests) == {"LIST": 1}  # up to date: the one-key listing only
 
     asyncio.run(scenario())
