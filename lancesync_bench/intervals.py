@@ -17,7 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lancesync_bench.stats import Samples, Status, Summary, Target, Verdict, judge, ms_array
+from lancesync_bench.stats import (
+    Samples,
+    Status,
+    Summary,
+    Target,
+    Verdict,
+    judge,
+    loopback_in_band,
+    ms_array,
+)
 
 __all__ = [
     "CONFIDENCE",
@@ -187,6 +196,8 @@ def _judge_band(
         kind = "loopback" if profile == "loopback" else f"emulated {profile}" if profile else ""
         label = f"below band ({kind})" if kind else "below band"
         return Verdict("BELOW", value, f"{label}: {shown} ({text}), not a failure")
+    if profile == "loopback" and ci.high <= target.upper_ms:
+        return Verdict("BELOW", value, loopback_in_band(f"{shown} ({text})", target))
     if ci.low >= lower and ci.high <= target.upper_ms:
         return Verdict(
             "PASS", value, f"{shown} ({text}) within band {target.describe()}{_where(profile)}"

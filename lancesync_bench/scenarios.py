@@ -318,6 +318,8 @@ TARGET_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "local_write": ("local_write_ms",),
         "s3_read": ("s3_min_ms", "s3_max_ms"),
         "s3_write": ("s3_min_ms", "s3_max_ms"),
+        "s3_read_p95": ("s3_min_ms", "s3_max_ms"),
+        "s3_write_p95": ("s3_min_ms", "s3_max_ms"),
         "local_point_read": ("local_point_read_p99_ms",),
         "vector_top10": ("vector_top10_p99_ms", "vector_top10_size"),
         "recall_at_10": ("recall_at_10",),

@@ -38,6 +38,7 @@ __all__ = [
     "Verdict",
     "compare",
     "judge",
+    "loopback_in_band",
     "min_samples",
     "ms_array",
     "percentile",
@@ -302,14 +303,17 @@ class Targets:
 
         The spec's "< 10 ms" local figures are judged at p95: "almost always", without one
         fsync stall deciding the verdict; the finer targets state p99 and get it. The S3
-        band is LanceDB's typical figure for cloud object storage, so it is judged at p50.
+        band is LanceDB's typical figure for cloud object storage: judged at p50, and at p95
+        too (``*_p95``), so that a typical figure does not hide a slow tail.
         """
-        s3 = (self.s3_max_ms, self.s3_min_ms, "p50")
+        band = (self.s3_max_ms, self.s3_min_ms)
         return {
             "local_read": Target("local_read", self.local_read_ms, stat="p95"),
             "local_write": Target("local_write", self.local_write_ms, stat="p95"),
-            "s3_read": Target("s3_read", *s3),
-            "s3_write": Target("s3_write", *s3),
+            "s3_read": Target("s3_read", *band, "p50"),
+            "s3_write": Target("s3_write", *band, "p50"),
+            "s3_read_p95": Target("s3_read_p95", *band, "p95"),
+            "s3_write_p95": Target("s3_write_p95", *band, "p95"),
             "local_point_read": Target(
                 "local_point_read", self.local_point_read_p99_ms, stat="p99"
             ),
@@ -335,7 +339,9 @@ def judge(summary: Summary, target: Target, *, profile: str | None = None) -> Ve
       too slow stays too slow); inside is ``PASS``; below the band is ``BELOW``, never
       ``FAIL``. The band describes what cloud S3 costs over a real network; a loopback
       server or emulated RTT being faster says the service adds little overhead, not that it
-      misses a target. The note says so, naming the profile when given.
+      misses a target. The note says so, naming the profile when given. On loopback a
+      figure inside the band is ``BELOW`` as well: no network was in it, so it is no
+      network figure to pass (a 107 ms cache miss on loopback is slow, not "in band").
     """
     value = summary.stat(target.stat)
     where = f" on {profile}" if profile else ""
@@ -351,7 +357,17 @@ def judge(summary: Summary, target: Target, *, profile: str | None = None) -> Ve
         kind = "loopback" if profile == "loopback" else f"emulated {profile}" if profile else ""
         label = f"below band ({kind})" if kind else "below band"
         return Verdict("BELOW", value, f"{label}: {value:.2f} ms, not a failure")
+    if profile == "loopback":
+        return Verdict("BELOW", value, loopback_in_band(f"{value:.2f} ms", target))
     return Verdict("PASS", value, f"{value:.2f} ms within band {target.describe()}{where}")
+
+
+def loopback_in_band(shown: str, target: Target) -> str:
+    """The note of a loopback figure that falls inside an S3 band."""
+    return (
+        f"loopback: {shown} lies inside {target.describe()} but no network was in it; "
+        "not a network figure, judged BELOW"
+    )
 
 
 def verdict(summary: Summary, target: Target, *, profile: str | None = None) -> Status:

@@ -130,7 +130,7 @@ def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scena
     s3_primary = mode == StorageMode.S3_PRIMARY_LOCAL_CACHE.value
     names: list[str] = []
     if operation in ("add_1", "add_batch"):
-        names.append("s3_write" if s3_primary else "local_write")
+        names += ["s3_write", "s3_write_p95"] if s3_primary else ["local_write"]
     elif operation == "point_read":
         names += ["local_read", "local_point_read"]
     elif operation == "vector_search" or operation.startswith("vector_search_"):
@@ -139,7 +139,7 @@ def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scena
         if size == scenario.targets.vector_top10_size:
             names.append("vector_top10")
     elif operation == "miss_read":
-        names.append("s3_read")
+        names += ["s3_read", "s3_read_p95"]
     return names
 
 

@@ -220,7 +220,8 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         f'<h2 id="verdicts">Verdicts against the documented targets</h2><p>{badges}</p>'
         f"{summary_html}"
         "<p>Local targets are judged at p95 (p99 where the target says so), the S3 band at "
-        "p50, each with a 95% interval: PASS or FAIL only when the whole interval is on one "
+        "p50 and at p95 (a figure inside it on loopback is BELOW: no network was in it), "
+        "each with a 95% interval: PASS or FAIL only when the whole interval is on one "
         "side of the target, UNSURE when it straddles it or n is too small for one (p95 "
         "needs 72 samples, p99 368). recall@10 rows sit beside every vector search. "
         "N/A: too few samples for the statistic.</p>"

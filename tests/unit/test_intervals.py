@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import quantile_test
@@ -15,6 +17,8 @@ from lancesync_bench.intervals import (
     percentile_interval,
 )
 from lancesync_bench.stats import Summary, Target, Targets
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 MS = 1_000_000  # ns per ms
 
@@ -99,6 +103,30 @@ def test_band_uses_the_whole_interval() -> None:
     below = judge_interval(s, band, Interval(2, 9), profile="loopback")
     assert below.status == "BELOW" and "loopback" in below.note
     assert judge_interval(s, band, Interval(150, 250)).status == "UNSURE"
+    # Inside the band with no network in it (a 107 ms loopback cache miss): not a PASS.
+    miss = judge_interval(_summary(100, p50=107.0), band, Interval(95, 120), profile="loopback")
+    assert miss.status == "BELOW" and "not a network figure" in miss.note
+    region = judge_interval(s, band, Interval(60, 150), profile="same-region")
+    assert region.status == "PASS"
+    slow = judge_interval(s, band, Interval(210, 300), profile="loopback")
+    assert slow.status == "FAIL"  # too slow stays too slow, network or not
+
+
+def test_the_s3_band_is_judged_at_p95_as_well() -> None:
+    from lancesync_bench.bench.verdicts import targets_for
+    from lancesync_bench.scenarios import load_scenarios
+
+    targets = Targets().as_targets()
+    assert targets["s3_write_p95"].stat == targets["s3_read_p95"].stat == "p95"
+    assert targets["s3_write_p95"].describe() == "p95 in 50-200 ms"
+    cloud = next(s for s in load_scenarios(SCENARIOS) if s.name == "web-cloud")
+    mode = cloud.storage_mode.value
+    assert targets_for(mode, "add_1", "service", 1000, cloud) == ["s3_write", "s3_write_p95"]
+    assert targets_for(mode, "miss_read", "service", 1000, cloud) == ["s3_read", "s3_read_p95"]
+    # A typical figure in the band with a tail past it: p50 PASS, p95 FAIL.
+    s = Summary(n=100, mean_ms=130, min_ms=60, p50_ms=120.0, p95_ms=260.0, p99_ms=300, max_ms=320)
+    assert judge_interval(s, targets["s3_write"], Interval(110, 130)).status == "PASS"
+    assert judge_interval(s, targets["s3_write_p95"], Interval(230, 290)).status == "FAIL"
 
 
 def test_recall_judged_on_its_interval() -> None:

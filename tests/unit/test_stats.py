@@ -126,6 +126,9 @@ def test_verdict_band_below_is_not_a_failure() -> None:
     below = judge(_summary(p50=7.0), band, profile="loopback")
     assert below.status == "BELOW" and "below band (loopback)" in below.note
     assert verdict(_summary(p50=120.0), band) == "PASS"
+    assert verdict(_summary(p50=120.0), band, profile="same-region") == "PASS"
+    in_band = judge(_summary(p50=107.0), band, profile="loopback")
+    assert in_band.status == "BELOW" and "not a network figure" in in_band.note
     assert verdict(_summary(p50=250.0), band, profile="loopback") == "FAIL"
     assert "emulated same-region" in judge(_summary(p50=30.0), band, profile="same-region").note
 
