@@ -22,6 +22,7 @@ from lancesync_bench.report.panels import (
     profile_label,
     scenario_panels,
 )
+from lancesync_bench.report.rtt_model import MAX_DEVIATION, model_rows
 from lancesync_bench.report.style import (
     CAVEAT,
     TIMES,
@@ -110,26 +111,13 @@ def latency_figure(data: ReportData, *, size: int | None = None) -> Figure | Non
     return fig
 
 
-def _model_points(
-    ax: Axes,
-    f: pd.DataFrame,
-    labels: list[str],
-    *,
-    profile: str,
-    local: str | None,
-    rtt: float,
-    profiles: list[str],
-) -> None:
-    """Measured median and modelled latency of each operation with S3 requests on ``profile``."""
-    color = color_for(profile, profiles)
-    for y, label in enumerate(labels):
-        here = f[(f["label"] == label) & (f["profile"] == profile)]
-        requests = float(here["requests"].median()) if len(here) else 0.0
-        if requests == 0:
-            continue  # local work only: its "model" would be loopback noise against itself
-        measured = float(here["latency_ms"].median())
-        base = f.loc[(f["label"] == label) & (f["profile"] == local), "latency_ms"]
-        model = (float(base.median()) if len(base) else 0.0) + requests * rtt
+def _model_points(ax: Axes, rows: pd.DataFrame, labels: list[str], color: str) -> None:
+    """Measured median and modelled latency of each operation in ``rows`` (one scenario
+    panel and profile, see :func:`model_rows`); a deviation past the limit is written
+    beside its pair in red."""
+    for row in rows.to_dict("records"):
+        y = labels.index(str(row["operation"]))
+        measured, model = float(row["measured_p50_ms"]), float(row["model_ms"])
         ax.plot([measured, model], [y, y], color="#999999", linewidth=1, zorder=2)
         ax.plot(measured, y, "o", color=color, markersize=7, zorder=4)
         ax.plot(
@@ -142,6 +130,16 @@ def _model_points(
             markeredgewidth=1.5,
             zorder=3,
         )
+        if row["flagged"]:
+            ax.annotate(
+                f"{100 * float(row['deviation']):+.0f}% vs model",
+                (max(measured, model), y),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+                color="#B00020",
+            )
 
 
 def requests_figure(data: ReportData, *, size: int | None = None) -> Figure | None:
@@ -158,9 +156,8 @@ def requests_figure(data: ReportData, *, size: int | None = None) -> Figure | No
     panels = list(scenario_panels(frame, size))
     if not panels:
         return None
-    rtts = data.profile_rtts()
     emulated = [p for p in data.emulated_profiles() if p in set(frame["profile"])]
-    local = next((p for p in data.profiles() if rtts[p] == 0), None)
+    checked = model_rows(data, size=size)
     profiles = data.profiles()
     most = max(len(p[3]) for p in panels)
     ncols = 1 + len(emulated)
@@ -183,15 +180,8 @@ def requests_figure(data: ReportData, *, size: int | None = None) -> Figure | No
             ax = axes[row][col]
             ax.sharey(ax0)
             ax.tick_params(labelleft=False)
-            _model_points(
-                ax,
-                f,
-                labels,
-                profile=profile,
-                local=local,
-                rtt=rtts[profile] or 0.0,
-                profiles=profiles,
-            )
+            mine = checked[(checked["scenario"] == scenario) & (checked["profile"] == profile)]
+            _model_points(ax, mine, labels, color_for(profile, profiles))
             draw_targets(ax, data.targets(), label=False)
             log_ms_axis(ax, dense=False)
             ax.grid(axis="x", which="major", alpha=0.3)
@@ -201,7 +191,8 @@ def requests_figure(data: ReportData, *, size: int | None = None) -> Figure | No
     note = (
         f"model = loopback p50 + median requests {TIMES} RTT (requests one after another, "
         "one round trip each;\nno TCP handshakes, no parallel requests). Operations without S3 "
-        "requests have no model point."
+        f"requests have no model point; a measured p50 more than {100 * MAX_DEVIATION:.0f}% "
+        "off its model is marked in red."
         if emulated
         else f"no emulated profile in this run: no requests {TIMES} RTT model to show"
     )

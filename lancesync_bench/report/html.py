@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lancesync_bench.report.data import ReportData
+from lancesync_bench.report.rtt_model import MAX_DEVIATION, model_rows
 from lancesync_bench.report.tables import (
     MACHINE_LEGEND,
     machine_noise_text,
@@ -169,6 +170,32 @@ def _figures(images: Sequence[ReportImage]) -> str:
     return "".join(out) or "<p>No figures (nothing to draw in this run).</p>"
 
 
+def _model_check(data: ReportData) -> str:
+    """The requests x RTT model against every emulated profile: the operations it misses
+    by more than the limit, listed; else one line saying it held."""
+    rows = model_rows(data)
+    if rows.empty:
+        return ""
+    limit = f"{100 * MAX_DEVIATION:.0f}%"
+    head = '<h3 id="model">Requests \N{MULTIPLICATION SIGN} RTT model check</h3>'
+    flagged = rows[rows["flagged"]].copy()
+    if flagged.empty:
+        return (
+            f"{head}<p>Every measured p50 is within {limit} of loopback p50 + requests "
+            f"\N{MULTIPLICATION SIGN} RTT ({len(rows)} operation-profile pairs).</p>"
+        )
+    flagged["deviation"] = [f"{100 * d:+.0f}%" for d in flagged["deviation"]]
+    columns = [c for c in flagged.columns if c != "flagged"]
+    headers = {"measured_p50_ms": "measured p50 (ms)", "model_ms": "model (ms)"}
+    return (
+        f"{head}<p><b>{len(flagged)} of {len(rows)}</b> operation-profile pairs are more than "
+        f"{limit} off the model (loopback p50 + median requests \N{MULTIPLICATION SIGN} RTT): "
+        "there, requests overlap (fewer round trips than requests), or the server's or the "
+        "service's own work grows with the delay. Read their measured figures, not the "
+        f"model.</p>{_table(flagged.to_dict('records'), columns, headers)}"
+    )
+
+
 def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
     """The report page for ``data`` with ``images`` embedded, as one HTML string."""
     counts = verdict_counts(data)
@@ -209,6 +236,7 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         else "<p>No statistics in this run.</p>"
     )
     title = f"lancesync-bench report: run {data.run_id}"
+    model_html = _model_check(data)
     summary_html = "".join(f"<p><b>{escape(line)}</b></p>" for line in verdict_summary(data))
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -226,7 +254,7 @@ def render_html(data: ReportData, images: Sequence[ReportImage] = ()) -> str:
         "needs 72 samples, p99 368). recall@10 rows sit beside every vector search. "
         "N/A: too few samples for the statistic.</p>"
         f"<p>{escape(machine_noise_text(data))} {escape(MACHINE_LEGEND)}</p>"
-        f'{verdict_html}<h2 id="figures">Figures</h2>{_figures(images)}'
+        f'{verdict_html}<h2 id="figures">Figures</h2>{_figures(images)}{model_html}'
         '<h2 id="stats">Statistics (cold and warm phases; warm-up excluded)</h2>'
         "<p>A percentile that n cannot support is shown as -.</p>"
         f"{stats_html}</body></html>\n"

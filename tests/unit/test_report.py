@@ -468,3 +468,39 @@ def test_sweep_table_prints_every_level() -> None:
         "25%",
     ]
     assert format_sweep([]) == ""
+
+
+def test_the_rtt_model_is_checked_and_a_miss_over_20_percent_is_flagged(tmp_path: Path) -> None:
+    from lancesync_bench.report.rtt_model import model_rows
+
+    # The fixture's latencies follow the model (loopback median + requests x 20 ms).
+    run = _write(tmp_path / "held", sizes=(1000,), extras=False)
+    held = model_rows(report.load_report_data(run))
+    assert set(held["operation"]) == {"backup_after_add_1", "miss_read"}
+    assert set(held["profile"]) == {"same-region"}
+    assert not held["flagged"].any()
+    assert "Every measured p50 is within 20%" in _html(report.write_report(run, tmp_path / "h"))
+
+    # The same run with one operation's same-region figure twice its model.
+    rows = [
+        r
+        if not (r["operation"] == "miss_read" and r["profile"] == "same-region")
+        else cast(SampleRow, {**r, "latency_ms": r["latency_ms"] * 2})
+        for r in _samples(sizes=(1000,), profiles=["loopback", "same-region"], extras=False)
+    ]
+    missed = tmp_path / "missed"
+    write_run(
+        missed,
+        metadata={"profiles": PROFILES},
+        scenarios=[{"name": "web-cloud"}],
+        stats_rows=stats_rows(rows),
+        samples_rows=rows,
+        verdict_rows=[],
+    )
+    checked = model_rows(report.load_report_data(missed))
+    flagged = checked[checked["flagged"]]
+    assert list(flagged["operation"]) == ["miss_read"]
+    assert 0.8 < float(flagged["deviation"].iloc[0]) < 1.2  # about +100 %
+    page = _html(report.write_report(missed, tmp_path / "m"))
+    assert "1 of 2</b> operation-profile pairs are more than 20% off the model" in page
+    assert "miss_read" in page.split('id="model"')[1]
