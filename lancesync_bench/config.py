@@ -28,6 +28,7 @@ from lancesync_bench.errors import ConfigError
 
 __all__ = [
     "CLOUD_INDICATORS",
+    "DEFAULT_CACHE_MAX_STALENESS_MS",
     "DEFAULT_SYNC_INTERVAL_S",
     "BackendLocation",
     "ConfigError",
@@ -103,6 +104,8 @@ CLOUD_INDICATORS: tuple[tuple[str, str], ...] = (
 # The background sync/backup period by default: at most this long (plus one push) does an
 # acknowledged write exist on one device's disk only, while S3 is reachable.
 DEFAULT_SYNC_INTERVAL_S = 30.0
+# How old the S3-primary cache's view of S3 may be before a read asks S3 for news.
+DEFAULT_CACHE_MAX_STALENESS_MS = 1000
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -403,7 +406,12 @@ class LanceDBSyncConfig:
             ),
             cache_max_staleness_ms=int(
                 _parse_number(
-                    env, "CACHE_MAX_STALENESS_MS", 1000, minimum=0, maximum=86_400_000, integer=True
+                    env,
+                    "CACHE_MAX_STALENESS_MS",
+                    DEFAULT_CACHE_MAX_STALENESS_MS,
+                    minimum=0,
+                    maximum=86_400_000,
+                    integer=True,
                 )
             ),
             sync_interval_s=_parse_number(

@@ -472,6 +472,16 @@ async def _cache_calls(
             if found[0] is None:
                 rec.extras["miss_read_not_found"] = rec.extras.get("miss_read_not_found", 0) + 1
     await rec.run("refresh_no_change", lambda i: svc.refresh(USER), repetitions=reps)
+    known = [d["id"] for d in docs]
+
+    async def fresh(i: int) -> Any:
+        """A point read at CACHE_MAX_STALENESS_MS=0: S3 is asked for news before each one."""
+        report = await svc.refresh(USER)
+        if failure_of(report) is not None:
+            return report
+        return await svc.get_document(USER, known[i % len(known)])
+
+    await rec.run("fresh_read", fresh, repetitions=reps)
 
 
 # -- baselines (see lancesync_bench.bench.baselines) ------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lancesync_bench.bench.probe import REFERENCE_PATH
-from lancesync_bench.config import StorageMode
+from lancesync_bench.config import DEFAULT_CACHE_MAX_STALENESS_MS, StorageMode
 from lancesync_bench.intervals import (
     CONFIDENCE,
     Interval,
@@ -138,9 +138,23 @@ def targets_for(mode: str, operation: str, path: str, size: int, scenario: Scena
         names.append("local_read")
         if size == scenario.targets.vector_top10_size:
             names.append("vector_top10")
-    elif operation == "miss_read":
+    elif operation in ("miss_read", "fresh_read"):
         names += ["s3_read", "s3_read_p95"]
     return names
+
+
+def _staleness_note(mode: str, operation: str, scenario: Scenario) -> str:
+    """For the S3-primary mode's cached reads: the staleness bound they were measured under
+    (within it a read asks S3 nothing), and where the same read without one is."""
+    if mode != StorageMode.S3_PRIMARY_LOCAL_CACHE.value or not (
+        operation == "point_read" or operation.startswith("vector_search")
+    ):
+        return ""
+    bound = scenario.env.get("CACHE_MAX_STALENESS_MS", str(DEFAULT_CACHE_MAX_STALENESS_MS))
+    return (
+        f"; cached, CACHE_MAX_STALENESS_MS={bound}: reads within it ask S3 nothing "
+        "(fresh_read: the same read at 0)"
+    )
 
 
 def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> list[VerdictRow]:
@@ -168,6 +182,7 @@ def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> l
             low, high = cis.get(f"{target.stat}_ci_low_ms"), cis.get(f"{target.stat}_ci_high_ms")
             ci = None if low is None or high is None else Interval(low, high)
             v = judge_interval(summary, target, ci, profile=st["profile"])
+            note = v.note + _staleness_note(st["storage_mode"], st["operation"], scenario)
             # Only p95 and p99 have a steady figure: the targets judged there are the ones a
             # few slowed samples can tip over.
             by_stat = {"p95": st.get("steady_p95_ms"), "p99": st.get("steady_p99_ms")}
@@ -184,7 +199,7 @@ def verdict_rows(stats: Iterable[StatsRow], scenarios: dict[str, Scenario]) -> l
                     criterion=target.describe(),
                     status=v.status,
                     value_ms=v.value_ms,
-                    note=v.note,
+                    note=note,
                     n=st["n"],
                     slowed_n=st.get("slowed_n"),
                     steady_value_ms=steady_value,

@@ -41,6 +41,7 @@ _OPERATION_ORDER = (
     "point_read",
     "vector_search",
     "miss_read",
+    "fresh_read",
     "refresh_no_change",
     "add_1",
     "add_batch",

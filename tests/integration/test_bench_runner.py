@@ -147,3 +147,23 @@ def test_secret_appears_nowhere_in_the_results(tiny_run: tuple[Path, str]) -> No
         text = file.read_bytes()
         assert secret.encode() not in text, file
         assert json.dumps(secret)[1:-1].encode() not in text, file
+
+
+def test_s3_primary_reads_are_shown_with_their_staleness_bound_and_without_one(
+    tiny_run: tuple[Path, str],
+) -> None:
+    run_dir, _ = tiny_run
+    samples = load(run_dir)
+    cloud = samples[(samples["scenario"] == "tiny-cloud") & (samples["path"] == "service")]
+    cached = cloud[cloud["operation"] == "point_read"]
+    fresh = cloud[cloud["operation"] == "fresh_read"]
+    assert len(fresh) > 0 and (fresh["requests"] >= 1).all()  # asks S3 every time
+    # Within the bound S3 is not asked; the reads that came past it refreshed first.
+    assert cached["requests"].median() == 0 and cached["requests"].mean() < 1
+    verdicts = load_run(run_dir)["verdicts"]
+    reads = [
+        v for v in verdicts if v["scenario"] == "tiny-cloud" and v["operation"] == "point_read"
+    ]
+    assert reads and all("CACHE_MAX_STALENESS_MS=1000" in v["note"] for v in reads)
+    judged = {v["target"] for v in verdicts if v["operation"] == "fresh_read"}
+    assert judged == {"s3_read", "s3_read_p95"}
