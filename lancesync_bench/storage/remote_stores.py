@@ -697,7 +697,14 @@ class S3PrimaryStore(LocalStore):
             # indexes are loaded into the cache.
             # The fragments are rewritten and uploaded before that, also without the lock
             # (storage.compaction): the commit then only records the rewrite.
-            committed = dataclasses.replace(self.ctx.policy, cleanup=False, prewarm_indexes=False)
+            # Index deltas merge every 4th pass: each pass's files go to S3 inside the commit,
+            # and a merge of every delta grows with the rows since the index was built.
+            committed = dataclasses.replace(
+                self.ctx.policy,
+                cleanup=False,
+                prewarm_indexes=False,
+                index_delta_segments=max(4, self.ctx.policy.index_delta_segments),
+            )
             stats = TransferStats()
             prepared = await self.replica.prepare_compaction(stats)
             try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lance
 import lancedb
+import lancedb.index
 import pyarrow as pa
 import pytest
 
@@ -101,3 +102,39 @@ def test_maintain_falls_back_to_compacting_in_place_when_the_rewrite_is_stale(
         assert await docs.live_count() == 9 and await docs.get("d4") is not None
 
     asyncio.run(scenario())
+
+
+def test_index_deltas_gather_until_the_policy_merges_them(tmp_path: Path) -> None:
+    dim = 4
+
+    async def scenario() -> list[int]:
+        db = await lancedb.connect_async(str(tmp_path))
+        table = await db.create_table("documents", schema=schema(dim))
+        await table.create_index("id", config=lancedb.index.BTree())
+        docs = DocTable(lambda: table, dim=dim)
+        policy = MaintenancePolicy(index_delta_segments=3, prewarm_indexes=False)
+        counts = []
+        for p in range(6):
+            rows = [
+                {
+                    "id": f"d{p}-{i}",
+                    "text": "t",
+                    "vector": [float(i)] * dim,
+                    "metadata": "{}",
+                    "updated_at": 100 * p + i + 1,
+                    "origin": "A",
+                    "deleted": False,
+                }
+                for i in range(3)
+            ]
+            for row in rows:
+                await docs.append(pa.Table.from_pylist([row], schema=schema(dim)))
+            await docs.maintain(policy)
+            uri = str(await table.uri())
+            [ix] = lance.dataset(uri).describe_indices()
+            counts.append(len(ix.segments))
+        assert await docs.get("d5-2") is not None and await docs.live_count() == 18
+        return counts
+
+    # A new segment per pass until 3 deltas wait; the pass after merges them with its rows.
+    assert asyncio.run(scenario()) == [2, 3, 4, 2, 3, 4]
