@@ -7,16 +7,19 @@ proxy and network profile, same seeded rows, same ids and query vectors. Its sam
 * ``baseline:lancedb-local``: plain LanceDB on local disk. A table of the same rows
   (``id``, ``text``, ``vector``, ``metadata``), with the indexes the service builds
   (BTREE on ``id``; IVF_FLAT on ``vector`` from 5 000 rows), via the service's own
-  :meth:`~lancesync_bench.storage.doctable.DocTable.ensure_indexes` so the two never drift.
+  :meth:`~lancesync_bench.storage.doctable.DocTable.ensure_indexes` so the two never drift,
+  and prewarmed as the service prewarms its own (:class:`PlainLanceDB`).
 * ``baseline:lancedb-s3``: the same table created directly on S3 through the proxy, no
   cache. The proxy counts the requests of every operation.
 * ``baseline:aws-s3-sync`` / ``baseline:rclone-sync``: after the service's local table took
   one new document, copy its folder to S3 with ``aws s3 sync --delete`` or ``rclone sync``
-  (the same table change the service's backup or sync pushed).
+  (the same table change the service's backup or sync pushed). Each copy is a new process:
+  its start-up alone (``aws --version``, ``rclone version``) is timed beside it as
+  :data:`TOOL_START`, so reports can give the transfer net of it.
 
-The two command-line tools may be missing: :func:`tool_skip_reasons` says why, and the cell
-records that instead of failing. Credentials reach a tool only through its process
-environment, never its command line, and never a log.
+The two command-line tools may be missing: :func:`tool_skip_reasons` says why (with the
+one-line install), and the cell records that instead of failing. Credentials reach a tool
+only through its process environment, never its command line, and never a log.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lancesync_bench.bench.probe import settle
 from lancesync_bench.bench.recorder import Recorder
 from lancesync_bench.errors import LanceSyncError
 from lancesync_bench.s3.endpoint import S3Endpoint
@@ -42,14 +44,17 @@ from lancesync_bench.workload import Workload
 
 __all__ = [
     "AWS_S3_SYNC",
+    "INSTALL_HINTS",
     "LANCEDB_LOCAL",
     "LANCEDB_S3",
+    "NOT_ON_PATH",
     "RCLONE_SYNC",
     "SYNC_TOOLS",
+    "TOOL_START",
     "BaselineError",
     "FolderSync",
     "LanceDBInputs",
-    "measure_lancedb",
+    "PlainLanceDB",
     "record_skip",
     "start_tools",
     "time_tools",
@@ -61,6 +66,8 @@ LANCEDB_S3 = "baseline:lancedb-s3"
 AWS_S3_SYNC = "baseline:aws-s3-sync"
 RCLONE_SYNC = "baseline:rclone-sync"
 SYNC_TOOLS = (AWS_S3_SYNC, RCLONE_SYNC)
+# The operation that times a tool's process start-up alone (``aws --version``).
+TOOL_START = "tool_start"
 
 # The service searches with nprobes 20 (DocTable.search); the baseline probes as many
 # partitions, so both trade recall for speed alike.
@@ -74,9 +81,12 @@ _RCLONE_REMOTE = "LSBENCH"
 # How much of a failing tool's stderr an error message quotes.
 _STDERR_CHARS = 300
 _BINARIES = {AWS_S3_SYNC: "aws", RCLONE_SYNC: "rclone"}
-_INSTALL_HINTS = {
+# How a skip reason says the tool is not installed (read back by bench.summary).
+NOT_ON_PATH = "not found on PATH"
+_VERSION_ARGS = {AWS_S3_SYNC: ["--version"], RCLONE_SYNC: ["version"]}
+INSTALL_HINTS = {
     AWS_S3_SYNC: "pip install awscli (or the project's 'baselines' extra)",
-    RCLONE_SYNC: "apt-get install rclone, or https://rclone.org/install/",
+    RCLONE_SYNC: "apt-get install -y rclone (Debian's package)",
 }
 
 
@@ -101,55 +111,66 @@ class LanceDBInputs:
     ids: Sequence[str]  # point-read ids, warm-up first (as the service's cell uses them)
     queries: npt.NDArray[np.float32]  # query vectors, warm-up first
     add_start: int  # first row number of the documents add_1 appends
+    adds: int  # how many documents add_1 may append (warm-up included)
 
 
-async def measure_lancedb(
-    rec: Recorder,
-    *,
-    path: str,
-    uri: str,
-    inputs: LanceDBInputs,
-    repetitions: int,
-    queries: int,
-    warmup: int,
-    storage_options: Mapping[str, str] | None = None,
-) -> list[list[str]]:
-    """Build the plain table at ``uri`` and time point_read, vector_search and add_1.
+class PlainLanceDB:
+    """Plain LanceDB at ``uri``, set up as the service's table is, timed call by call.
 
-    Returns the ids each timed search found (for recall@10 beside the service's).
+    :meth:`open` creates the table from the cell's rows, builds the service's indexes and
+    loads them into LanceDB's cache (the service prewarms its indexes after every build,
+    so the baseline does too); the cell then times :meth:`point`, :meth:`search` and
+    :meth:`add_one` in rounds alternating with the service's.
     """
-    import lancedb
 
-    wl, size = inputs.workload, inputs.size
-    db = await lancedb.connect_async(uri, storage_options=dict(storage_options or {}))
-    table = await db.create_table(TABLE_NAME, data=wl.arrow_table(0, size, metadata="json"))
-    try:
-        await DocTable(lambda: table, dim=wl.dim).ensure_indexes(MaintenancePolicy())
-        rec.extras[f"settle_s:{path}"] = round(await settle(), 3)  # as for the service
-        ids, vectors = inputs.ids, inputs.queries
+    def __init__(
+        self,
+        path: str,
+        uri: str,
+        inputs: LanceDBInputs,
+        *,
+        storage_options: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.uri = uri
+        self.inputs = inputs
+        self._options = dict(storage_options or {})
+        self._table: Any = None
+        self._rows: Any = None
 
-        async def point(i: int) -> Any:
-            where = f"id = {sql_string(ids[i % len(ids)])}"
-            return await table.query().where(where).limit(1).to_arrow()
+    async def open(self) -> PlainLanceDB:
+        """Create, index and prewarm the table (untimed)."""
+        import lancedb
 
-        async def search(i: int) -> list[str]:
-            q = table.query().nearest_to(vectors[i % len(vectors)]).nprobes(_NPROBES)
-            found = await q.limit(_TOP_K).to_arrow()
-            return [str(x) for x in found.column("id").to_pylist()]
-
-        rows = wl.arrow_table(inputs.add_start, repetitions + warmup, metadata="json")
-
-        async def add_one(i: int) -> Any:
-            return await table.add(rows.slice(i, 1))
-
-        await rec.run("point_read", point, repetitions=repetitions, warmup=warmup, path=path)
-        found: list[list[str]] = await rec.run(
-            "vector_search", search, repetitions=queries, warmup=warmup, path=path
+        wl, size = self.inputs.workload, self.inputs.size
+        db = await lancedb.connect_async(self.uri, storage_options=self._options)
+        self._table = await db.create_table(
+            TABLE_NAME, data=wl.arrow_table(0, size, metadata="json")
         )
-        await rec.run("add_1", add_one, repetitions=repetitions, warmup=warmup, path=path)
-        return found
-    finally:
-        table.close()  # type: ignore[no-untyped-call]  # lancedb leaves it unannotated
+        doc = DocTable(lambda: self._table, dim=wl.dim)
+        await doc.ensure_indexes(MaintenancePolicy())
+        await doc.prewarm()
+        self._rows = wl.arrow_table(self.inputs.add_start, self.inputs.adds, metadata="json")
+        return self
+
+    def close(self) -> None:
+        if self._table is not None:
+            self._table.close()
+            self._table = None
+
+    async def point(self, i: int) -> Any:
+        ids = self.inputs.ids
+        where = f"id = {sql_string(ids[i % len(ids)])}"
+        return await self._table.query().where(where).limit(1).to_arrow()
+
+    async def search(self, i: int) -> list[str]:
+        vectors = self.inputs.queries
+        q = self._table.query().nearest_to(vectors[i % len(vectors)]).nprobes(_NPROBES)
+        found = await q.limit(_TOP_K).to_arrow()
+        return [str(x) for x in found.column("id").to_pylist()]
+
+    async def add_one(self, i: int) -> Any:
+        return await self._table.add(self._rows.slice(i % self._rows.num_rows, 1))
 
 
 # -- folder-copy tools ------------------------------------------------------------------
@@ -160,7 +181,7 @@ def tool_skip_reasons(
 ) -> dict[str, str]:
     """For each sync-tool baseline whose binary is not on PATH: why it is skipped."""
     return {
-        path: f"{binary!r} not found on PATH; install it with {_INSTALL_HINTS[path]}"
+        path: f"{binary!r} {NOT_ON_PATH}; install it with {INSTALL_HINTS[path]}"
         for path, binary in _BINARIES.items()
         if which(binary) is None
     }
@@ -259,6 +280,7 @@ class FolderSync:
         self._argv, self._env = _INVOCATIONS[path](
             exe, source, ep, dest_key, scratch=scratch, base_env=os.environ
         )
+        self._version_argv = [exe, *_VERSION_ARGS[path]]
 
     @property
     def argv(self) -> list[str]:
@@ -267,8 +289,15 @@ class FolderSync:
 
     async def run(self) -> None:
         """Copy the folder once; BaselineError when the tool fails or hangs."""
+        await self._exec(self._argv)
+
+    async def start_only(self) -> None:
+        """Start the tool and let it print its version: the process start-up a copy pays."""
+        await self._exec(self._version_argv)
+
+    async def _exec(self, argv: Sequence[str]) -> None:
         proc = await asyncio.create_subprocess_exec(
-            *self._argv,
+            *argv,
             env=self._env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
@@ -318,15 +347,24 @@ async def start_tools(
 async def time_tools(
     rec: Recorder, tools: Sequence[FolderSync], operation: str, iteration: int
 ) -> list[FolderSync]:
-    """Time one copy by each tool; a tool that fails is recorded as skipped and dropped."""
+    """Time one copy by each tool, then its start-up alone (:data:`TOOL_START`).
+
+    A tool that fails is recorded as skipped and dropped.
+    """
     kept = []
     for tool in tools:
 
         async def copy(_: int, tool: FolderSync = tool) -> None:
             await tool.run()
 
+        async def start(_: int, tool: FolderSync = tool) -> None:
+            await tool.start_only()
+
         try:
             await rec.run(operation, copy, repetitions=1, path=tool.path, first_iteration=iteration)
+            await rec.run(
+                TOOL_START, start, repetitions=1, path=tool.path, first_iteration=iteration
+            )
         except BaselineError as exc:
             record_skip(rec, tool.path, str(exc))
             continue

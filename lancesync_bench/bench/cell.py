@@ -3,7 +3,10 @@
 Order of work, chosen so each figure is taken in a known state:
 
 1. load ``size`` seeded documents in one import, compact, build indexes, and bring the
-   mode's S3 copy up to date (initial sync or backup) - none of it timed;
+   mode's S3 copy up to date (initial sync or backup); build the LanceDB baselines
+   (:mod:`lancesync_bench.bench.baselines`: plain LanceDB on local disk, and on S3 for the
+   S3-primary mode) from the same rows, indexed and prewarmed as the service's table is -
+   none of it timed;
 2. cold reads: a fresh service opens the table and answers one read (open included);
 3. warm reads: point reads by id and vector top-10, with recall@10 against exact search;
    (just before them, the reference job: fixed CPU work timed like an operation, whose
@@ -11,16 +14,19 @@ Order of work, chosen so each figure is taken in a known state:
 4. writes: one document, then batches;
 5. the mode's sync-like calls: sync, backup, restore, cache refresh, miss read; in the
    local-primary modes each one-document sync/backup is followed by the folder-copy
-   baselines (``aws s3 sync``, ``rclone sync``) copying the same table change;
+   baselines (``aws s3 sync``, ``rclone sync``) copying the same table change, and by the
+   tool's start-up alone;
 6. the scenario's [recall] hard sets, where this cell runs them: the service's vector
    search on harder data in a table of its own (:mod:`lancesync_bench.bench.recall`);
-7. the LanceDB baselines (:mod:`lancesync_bench.bench.baselines`): plain LanceDB on local
-   disk, and on S3 for the S3-primary mode, with the same ids and query vectors;
-8. where this cell runs it, the plain-LanceDB sweep of search parameters
+7. where this cell runs it, the plain-LanceDB sweep of search parameters
    (:mod:`lancesync_bench.bench.search_sweep`).
 
-In the scenario's first default profile, cheap operations (median < :data:`CHEAP_MS`) in
-steps 3-4 repeat past ``repetitions`` up to ``cheap_samples`` within a time budget.
+Point reads, vector search and add_1 (steps 3-4) are timed in rounds of :data:`ROUND`
+samples alternating between the service and each LanceDB baseline (:func:`_interleaved`),
+so a drift of the machine reaches both sides alike, and each baseline gets the service's
+n (plain LanceDB on S3: up to its own time budget). In the scenario's first default
+profile, cheap operations (median < :data:`CHEAP_MS`) repeat past ``repetitions`` up to
+``cheap_samples`` within a time budget.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +47,7 @@ from lancesync_bench.bench.baselines import (
     SYNC_TOOLS,
     FolderSync,
     LanceDBInputs,
-    measure_lancedb,
+    PlainLanceDB,
     record_skip,
     start_tools,
     time_tools,
@@ -65,6 +71,13 @@ USER = "bench-user"
 # it gets more samples (CellPlan.cheap_n, within a time budget), so its p99 rests on more
 # than the top one or two of 120 samples (issue 13: n >= 1,000 where an op costs < 10 ms).
 CHEAP_MS = 10.0
+# Samples per round when the service and its LanceDB baselines take turns: small enough
+# that a 1.5-2x drift of the machine (FACTS: within minutes) reaches both sides within a
+# few seconds, large enough that switching (an idle wait) costs little. The first
+# `repetitions` samples come in at least ROUNDS_AT_LEAST rounds, so an operation that is
+# not cheap (no samples past `repetitions`) still alternates.
+ROUND = 40
+ROUNDS_AT_LEAST = 3
 TOOLS_ELSEWHERE = (
     "folder-copy tools run on the smallest table of each storage mode's first scenario, per"
     " profile (quick mode: first profile)"
@@ -88,6 +101,7 @@ class CellPlan:
         sync_reps: int = 20,
         restore_reps: int = 3,
         s3_baseline_reps: int = 20,
+        s3_baseline_budget_s: float = 4.0,
         tool_reps: int = 3,
         baselines: bool = True,
         cheap_n: int = 0,
@@ -108,9 +122,13 @@ class CellPlan:
         # the run. A restore rebuilds the whole table (1-2 s on same-region): 3 give a median.
         self.sync_reps = sync_reps
         self.restore_reps = restore_reps
-        # Plain LanceDB on S3 pays ~2-4 round trips per operation: 20 repetitions support
-        # the p95 and the median ratio against the service, at a fifth of the service's cost.
+        # Plain LanceDB on S3 pays ~2-4 round trips per operation. It takes the service's n
+        # like every baseline, but within s3_baseline_budget_s of its own time per
+        # operation, and never fewer than s3_baseline_reps samples: at same-region RTT its
+        # add_1 costs ~100 ms, and the service's 120 or 1,000 samples would add a minute
+        # per cell to a run whose budget is 5.
         self.s3_baseline_reps = s3_baseline_reps
+        self.s3_baseline_budget_s = s3_baseline_budget_s
         # aws/rclone are processes whose start-up (0.1-2 s on 2 cores) dominates a one-row
         # copy and varies little: 3 runs give the median a ratio needs, and keep the aws
         # CLI's share of the default run near 30 s. 0: no folder-copy baselines.
@@ -182,6 +200,7 @@ class CellPlan:
             # these figures, and halving them keeps all four scenarios under ~2 minutes.
             plan.cold_opens, plan.sync_reps, plan.restore_reps = 2, 10, 2
             plan.s3_baseline_reps, plan.tool_reps = 10, min(plan.tool_reps, 2)
+            plan.s3_baseline_budget_s = 1.0
         return plan
 
 
@@ -292,6 +311,26 @@ async def _measure(cell: _Cell) -> None:
     most = max(plan.repetitions, plan.cheap_n)
     ids = wl.lookup_ids(most + plan.warmup, size)
     queries = wl.query_vectors(plan.queries + plan.warmup)
+    rivals = await _open_baselines(cell, ids, queries) if plan.baselines else []
+    try:
+        await _timed(cell, config, ids, queries, rivals)
+    finally:
+        for rival in rivals:
+            rival.plain.close()
+    if plan.search_sweep is not None:
+        cell.rec.extras["search_sweep"] = await sweep_datasets(
+            cell.scenario.workload, cell.wl.data, cell.size, plan.search_sweep, cell.cell_dir
+        )
+
+
+async def _timed(
+    cell: _Cell,
+    config: LanceDBSyncConfig,
+    ids: list[str],
+    queries: np.ndarray,
+    rivals: list[_Rival],
+) -> None:
+    mode, ep, plan = cell.mode, cell.ep, cell.plan
 
     async def cold(i: int) -> Any:
         async with LanceDBStorageService(config, endpoint=ep) as fresh:
@@ -309,8 +348,8 @@ async def _measure(cell: _Cell) -> None:
         "fixed_cpu_job", reference, repetitions=plan.repetitions, path=REFERENCE_PATH
     )
     async with LanceDBStorageService(config, endpoint=ep) as svc:
-        await _reads(svc, cell, ids, queries)
-        await _writes(svc, cell)
+        await _reads(svc, cell, ids, queries, rivals)
+        await _writes(svc, cell, rivals)
         if mode is StorageMode.LOCAL_PRIMARY_S3_SYNC:
             await _push_calls(svc, cell, "sync")
         elif mode is StorageMode.LOCAL_PRIMARY_S3_BACKUP:
@@ -327,12 +366,6 @@ async def _measure(cell: _Cell) -> None:
                 svc, cell.rec, wl_hard, cell.size, user=f"{USER}-{data}", plan=plan
             )
             cell.rec.extras.setdefault("recall", []).append(record)
-    if plan.baselines:
-        await _lancedb_baselines(cell, ids, queries)
-    if plan.search_sweep is not None:
-        cell.rec.extras["search_sweep"] = await sweep_datasets(
-            cell.scenario.workload, cell.wl.data, cell.size, plan.search_sweep, cell.cell_dir
-        )
 
 
 def _recall(cell: _Cell, queries: np.ndarray, results: list[list[str]]) -> list[float]:
@@ -348,66 +381,160 @@ def _recall(cell: _Cell, queries: np.ndarray, results: list[list[str]]) -> list[
     return recall_per_query(results, cell.truth[: len(results)])
 
 
-async def _budgeted(
-    cell: _Cell, operation: str, fn: Callable[[int], Awaitable[Any]], *, tail: bool = False
-) -> list[Any]:
-    """Time ``fn`` ``plan.repetitions`` times; a cheap operation, until ``plan.cheap_n``.
+@dataclass
+class _Rival:
+    """A LanceDB baseline that takes turns with the service, and what it has measured."""
 
-    Cheap: the median of those first samples is below :data:`CHEAP_MS`. More samples come
-    in rounds of 50 until ``cheap_n`` or the operation's time budget is spent
-    (``tail_budget_s`` when ``tail``: judged at p99). ``fn(i)`` gets a running index, so
-    every sample reads a fresh id or writes a fresh document.
+    plain: PlainLanceDB
+    # Its own time per operation after which it stops matching the service's n (None:
+    # never), once it holds `floor` samples.
+    budget_s: float | None = None
+    floor: int = 0
+    found: dict[str, list[Any]] = field(default_factory=dict)  # results per operation
+
+
+async def _interleaved(
+    cell: _Cell,
+    operation: str,
+    fn: Callable[[int], Awaitable[Any]],
+    rivals: Sequence[tuple[_Rival, Callable[[int], Awaitable[Any]]]] = (),
+    *,
+    tail: bool = False,
+    between: Callable[[], Awaitable[Any]] | None = None,
+) -> list[Any]:
+    """Time ``fn`` (the service) and each rival's function in alternating rounds.
+
+    The service takes ``plan.repetitions`` samples; a cheap operation (the median of those
+    below :data:`CHEAP_MS`) goes on until ``plan.cheap_n`` or the operation's time budget
+    (``tail_budget_s`` when ``tail``: judged at p99), counted over both sides' rounds. After
+    each service round every rival takes as many samples, so each ends with the service's
+    n (a rival with a ``budget_s`` stops once it spent that and holds ``floor`` samples).
+    ``between`` runs untimed before each rival's round: the service's background work
+    (flushes after writes) is finished then, so a rival is never charged with it.
+    ``fn(i)`` gets a running index, so every sample reads a fresh id or writes a fresh
+    document; so does each rival's. Returns the service's results; each rival's go to
+    ``rival.found[operation]``.
     """
     plan, rec = cell.plan, cell.rec
     started = time.perf_counter()
-    out = await rec.run(operation, fn, repetitions=plan.repetitions, warmup=plan.warmup)
-    budget = plan.tail_budget_s if tail else plan.cheap_budget_s
-    first = [s["latency_ms"] for s in rec.samples[-plan.repetitions :]]
-    if not first or float(np.median(first)) >= CHEAP_MS:
-        return out
-    while len(out) < plan.cheap_n and time.perf_counter() - started < budget:
-        done = len(out)
+    target = plan.repetitions
+    size = min(ROUND, max(1, -(-plan.repetitions // ROUNDS_AT_LEAST)))
+    out: list[Any] = []
+    spent = {id(r): 0.0 for r, _ in rivals}
 
-        async def more(i: int, offset: int = done + plan.warmup) -> Any:
-            return await fn(i + offset)
+    async def round_of(
+        f: Callable[[int], Awaitable[Any]], done: int, count: int, path: str
+    ) -> list[Any]:
+        if done == 0:
+            return await rec.run(operation, f, repetitions=count, warmup=plan.warmup, path=path)
 
-        count = min(50, plan.cheap_n - done)
-        out += await rec.run(operation, more, repetitions=count, first_iteration=done)
-    rec.extras.setdefault("samples_n", {})[operation] = len(out)
+        async def shifted(i: int) -> Any:
+            return await f(i + done + plan.warmup)
+
+        return await rec.run(operation, shifted, repetitions=count, path=path, first_iteration=done)
+
+    while len(out) < target:
+        out += await round_of(fn, len(out), min(size, target - len(out)), "service")
+        for rival, rfn in rivals:
+            got = rival.found.setdefault(operation, [])
+            lacking = _rival_count(rival, len(out), len(got), spent[id(rival)])
+            if lacking <= 0:
+                continue
+            if between is not None:
+                await between()
+            t0 = time.perf_counter()
+            got += await round_of(rfn, len(got), lacking, rival.plain.path)
+            spent[id(rival)] += time.perf_counter() - t0
+        if len(out) == plan.repetitions and target == plan.repetitions:
+            first = [
+                s["latency_ms"]
+                for s in rec.samples
+                if s["operation"] == operation and s["path"] == "service" and s["phase"] == "warm"
+            ]
+            if first and float(np.median(first)) < CHEAP_MS and plan.cheap_n > target:
+                target, size = plan.cheap_n, ROUND
+        if len(out) >= plan.repetitions and target > plan.repetitions:
+            budget = plan.tail_budget_s if tail else plan.cheap_budget_s
+            if time.perf_counter() - started >= budget:
+                break
+    if target > plan.repetitions:
+        rec.extras.setdefault("samples_n", {})[operation] = len(out)
+    if between is not None:
+        await between()
     return out
 
 
+def _rival_count(rival: _Rival, service_n: int, rival_n: int, spent_s: float) -> int:
+    """How many samples a rival takes in this round: up to the service's n, and for a rival
+    with a time budget, what fits in what is left of it (but at least up to its floor)."""
+    lacking = service_n - rival_n
+    if rival.budget_s is None or lacking <= 0:
+        return max(0, lacking)
+    left = rival.budget_s - spent_s
+    if left <= 0:
+        fits = 0
+    elif rival_n == 0:
+        fits = lacking
+    else:
+        fits = int(left / max(spent_s / rival_n, 1e-6)) + 1
+    return min(lacking, max(rival.floor - rival_n, fits))
+
+
 async def _reads(
-    svc: LanceDBStorageService, cell: _Cell, ids: list[str], queries: np.ndarray
+    svc: LanceDBStorageService,
+    cell: _Cell,
+    ids: list[str],
+    queries: np.ndarray,
+    rivals: Sequence[_Rival],
 ) -> None:
     rec = cell.rec
 
     async def point(i: int) -> Any:
         return await svc.get_document(USER, ids[i])
 
-    found = await _budgeted(cell, "point_read", point, tail=True)
+    async def idle() -> None:
+        await svc.wait_idle(USER)
+
+    found = await _interleaved(
+        cell, "point_read", point, [(r, r.plain.point) for r in rivals], tail=True, between=idle
+    )
     rec.extras["point_read_hits"] = sum(d is not None for d in found) / max(1, len(found))
 
-    results = await _budgeted(
+    results = await _interleaved(
         cell,
         "vector_search",
         lambda i: svc.search(USER, queries[i % len(queries)], k=10),
+        [(r, r.plain.search) for r in rivals],
         tail=cell.size == cell.scenario.targets.vector_top10_size,
+        between=idle,
     )
     per_query = _recall(cell, queries, [[d["id"] for d in r] for r in results])
     record = recall_record("vector_search", cell.wl, cell.size, per_query)
     rec.extras.setdefault("recall", []).append(record)
     rec.extras["recall_at_10"] = record["mean"]
+    if rivals:
+        rec.extras["baseline_recall_at_10"] = {
+            r.plain.path: float(np.mean(_recall(cell, queries, r.found["vector_search"])))
+            for r in rivals
+        }
 
 
-async def _writes(svc: LanceDBStorageService, cell: _Cell) -> None:
+async def _writes(svc: LanceDBStorageService, cell: _Cell, rivals: Sequence[_Rival]) -> None:
     plan, rec, wl, size = cell.plan, cell.rec, cell.wl, cell.size
-    n_one = max(plan.repetitions, plan.cheap_n) + plan.warmup
-    singles = wl.documents(size, n_one)
-    await _budgeted(cell, "add_1", lambda i: svc.add_documents(USER, [singles[i]]))
-    await svc.wait_idle(USER)
+    singles = wl.documents(size, _adds(plan))
+
+    async def idle() -> None:
+        await svc.wait_idle(USER)
+
+    await _interleaved(
+        cell,
+        "add_1",
+        lambda i: svc.add_documents(USER, [singles[i]]),
+        [(r, r.plain.add_one) for r in rivals],
+        between=idle,
+    )
     size_b = cell.scenario.workload.batch_size
-    start = size + n_one
+    start = size + _adds(plan)
     batches = wl.documents(start, size_b * (plan.batch_reps + plan.warmup))
     await rec.run(
         "add_batch",
@@ -487,32 +614,35 @@ async def _cache_calls(
 # -- baselines (see lancesync_bench.bench.baselines) ------------------------------------
 
 
-async def _lancedb_baselines(cell: _Cell, ids: list[str], queries: np.ndarray) -> None:
-    """Plain LanceDB on local disk (every mode) and on S3 (the S3-primary mode)."""
+def _adds(plan: CellPlan) -> int:
+    """How many documents add_1 may append: the most samples it can take, and warm-up."""
+    return max(plan.repetitions, plan.cheap_n) + plan.warmup
+
+
+async def _open_baselines(cell: _Cell, ids: list[str], queries: np.ndarray) -> list[_Rival]:
+    """Plain LanceDB on local disk (every mode) and on S3 (the S3-primary mode), opened."""
     plan = cell.plan
-    inputs = LanceDBInputs(cell.wl, cell.size, ids, queries, add_start=cell.size)
-    runs: list[tuple[str, str, dict[str, str] | None, int]] = [
-        (LANCEDB_LOCAL, str(cell.cell_dir / "plain"), None, plan.repetitions)
-    ]
+    inputs = LanceDBInputs(cell.wl, cell.size, ids, queries, cell.size, _adds(plan))
+    rivals = [_Rival(PlainLanceDB(LANCEDB_LOCAL, str(cell.cell_dir / "plain"), inputs))]
     if cell.mode is StorageMode.S3_PRIMARY_LOCAL_CACHE:
-        s3_reps = min(plan.repetitions, plan.s3_baseline_reps)
-        uri = cell.ep.uri("baselines", "lancedb-s3")
-        runs.append((LANCEDB_S3, uri, cell.ep.storage_options(), s3_reps))
+        plain = PlainLanceDB(
+            LANCEDB_S3,
+            cell.ep.uri("baselines", "lancedb-s3"),
+            inputs,
+            storage_options=cell.ep.storage_options(),
+        )
+        rivals.append(_Rival(plain, plan.s3_baseline_budget_s, plan.s3_baseline_reps))
     else:
         # Local-primary modes never read or write S3 on the request path; plain LanceDB on
         # S3 is the alternative to the S3-primary mode and is measured there.
         cell.skip(LANCEDB_S3, "local-primary mode: reads and writes never touch S3")
-    recall: dict[str, float] = {}
-    for path, uri, options, reps in runs:
-        found = await measure_lancedb(
-            cell.rec,
-            path=path,
-            uri=uri,
-            inputs=inputs,
-            repetitions=reps,
-            queries=min(plan.queries, reps),
-            warmup=plan.warmup,
-            storage_options=options,
-        )
-        recall[path] = float(np.mean(_recall(cell, queries, found)))
-    cell.rec.extras["baseline_recall_at_10"] = recall
+    opened: list[_Rival] = []
+    try:
+        for rival in rivals:
+            await rival.plain.open()
+            opened.append(rival)
+    except BaseException:
+        for rival in opened:
+            rival.plain.close()
+        raise
+    return rivals

@@ -16,7 +16,7 @@ from lancesync_bench.bench.cell import CellPlan, measure_cell
 from lancesync_bench.bench.env_scenario import env_scenario
 from lancesync_bench.bench.mode_summary import format_summary
 from lancesync_bench.bench.recorder import FailedOperation, failure_text
-from lancesync_bench.bench.summary import format_baselines
+from lancesync_bench.bench.summary import format_baselines, format_missing_tools
 from lancesync_bench.bench.sweep import SweepError, run_sweep
 from lancesync_bench.bench.verdicts import (
     comparison_rows,
@@ -72,6 +72,8 @@ class RunOutcome:
     # Operations that raised or reported failure (S3 unreachable, say): never samples.
     failed_operations: list[FailedOperation] = field(default_factory=list)
     sweep: list[dict[str, Any]] = field(default_factory=list)  # the sweep's summary rows
+    # Folder-copy tools skipped as not installed: how to install each, what it would add.
+    missing_tools: str = ""
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -339,6 +341,7 @@ def run_benchmark(
             f"{format_machine_noise(noise)}"
         ),
         comparison_table=format_baselines(comparisons),
+        missing_tools=format_missing_tools(skipped, samples),
         failures=sum(v["status"] == "FAIL" for v in verdicts),
         s3_reason=f"{selection.kind} ({selection.reason})",
         duration_s=time.perf_counter() - started,

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from lancesync_bench.bench.baselines import NOT_ON_PATH, SYNC_TOOLS
 from lancesync_bench.bench.recorder import FailedOperation
+from lancesync_bench.results import SampleRow
 
 __all__ = [
     "baseline_name",
     "format_baselines",
     "format_failures",
+    "format_missing_tools",
     "format_sweep",
     "ratio_words",
 ]
@@ -64,23 +67,44 @@ def format_baselines(rows: Iterable[dict[str, Any]]) -> str:
     """Service median, baseline median, and the service in words against the baseline.
 
     ``rows`` are :func:`lancesync_bench.bench.verdicts.comparison_rows` (``median_ratio``
-    is service / baseline).
+    is service / baseline). ``n`` is the service's samples / the baseline's. A folder-copy
+    tool whose start-up was timed alone also gets the ratio net of it, in brackets.
     """
     lines: list[tuple[str, ...]] = [
-        ("scenario", "profile", "size", "operation", "service p50", "baseline p50", "service is")
+        (
+            "scenario",
+            "profile",
+            "size",
+            "operation",
+            "n",
+            "service p50",
+            "baseline p50",
+            "service is",
+        )
     ]
     for r in sorted(
         rows, key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"], r["baseline"])
     ):
+        words = ratio_words(r["median_ratio"], r["baseline"])
+        net = r.get("baseline_net_p50_ms")
+        base = f"{r['baseline_p50_ms']:.2f} ms"
+        if net is not None:
+            base += f" ({net:.2f} net of start-up)"
+            if net > 0:
+                net_words = ratio_words(r["service_p50_ms"] / net, r["baseline"])
+                words += f" ({net_words.split(' than ')[0]} net of its start-up)"
+            else:
+                words += " (its start-up is all of it)"
         lines.append(
             (
                 r["scenario"],
                 r["profile"],
                 str(r["size"]),
                 r["operation"],
+                f"{r.get('n_service', '?')}/{r.get('n_baseline', '?')}",
                 f"{r['service_p50_ms']:.2f} ms",
-                f"{r['baseline_p50_ms']:.2f} ms",
-                ratio_words(r["median_ratio"], r["baseline"]),
+                base,
+                words,
             )
         )
     if len(lines) == 1:
@@ -138,3 +162,34 @@ def format_failures(failed: Sequence[FailedOperation]) -> str:
     if len(groups) > _FAILURES_SHOWN:
         out.append(f"  ... and {len(groups) - _FAILURES_SHOWN} more in results.json")
     return "\n".join(out)
+
+
+def format_missing_tools(skipped: Iterable[dict[str, Any]], samples: Iterable[SampleRow]) -> str:
+    """One line per folder-copy tool the run skipped because it is not installed.
+
+    The line gives the skip reason (with its one-line install) and the time the tool would
+    have added, estimated from what the installed tool's copies and start-ups took in this
+    run; without one installed, that time is not known. Empty string: none missing.
+    """
+    missing = [r for r in skipped if r["what"] in SYNC_TOOLS and NOT_ON_PATH in str(r["reason"])]
+    if not missing:
+        return ""
+    spent: dict[str, float] = {}
+    for s in samples:
+        if s["path"] in SYNC_TOOLS and s["phase"] == "warm":  # copies and start-ups
+            spent[s["path"]] = spent.get(s["path"], 0.0) + s["latency_ms"] / 1000.0
+    lines = []
+    for r in missing:
+        name = baseline_name(r["what"])
+        others = {p: t for p, t in spent.items() if p != r["what"]}
+        if others:
+            other, seconds = next(iter(others.items()))
+            cost = (
+                f"it would add about {seconds:.0f} s to this run (what "
+                f"{baseline_name(other)} took here)"
+            )
+        else:
+            cost = "the time it would add is not known (no copy tool ran in this run)"
+        cells = len(r.get("cells", []))
+        lines.append(f"{name}: not measured in {cells} cell(s): {r['reason']}; {cost}")
+    return "\n".join(lines)

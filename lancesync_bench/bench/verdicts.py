@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lancesync_bench.bench.baselines import TOOL_START
 from lancesync_bench.bench.probe import REFERENCE_PATH
 from lancesync_bench.config import DEFAULT_CACHE_MAX_STALENESS_MS, StorageMode
 from lancesync_bench.intervals import (
@@ -372,13 +373,22 @@ def comparison_rows(samples: Iterable[SampleRow]) -> list[dict[str, Any]]:
     slower); ``p_value`` (Mann-Whitney) and the bootstrap CI of the median ratio come from
     :func:`lancesync_bench.stats.compare` and are None when either side has too few samples.
     Median S3 requests and bytes per operation are given for both sides (None: not counted).
+    A folder-copy tool whose start-up alone was timed in the same cell (``tool_start``)
+    also gets ``baseline_start_p50_ms`` and ``baseline_net_p50_ms``: its median copy less
+    its median start-up, the transfer a long-running process would pay (None otherwise).
     """
     groups: dict[tuple[object, ...], dict[str, list[SampleRow]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    starts: dict[tuple[object, ...], list[float]] = defaultdict(list)
     for s in samples:
-        if s["phase"] == "warm":
-            groups[tuple(s[k] for k in _PAIR)][s["path"]].append(s)  # type: ignore[literal-required]
+        if s["phase"] != "warm":
+            continue
+        key = tuple(s[k] for k in _PAIR)  # type: ignore[literal-required]
+        if s["operation"] == TOOL_START:
+            starts[(*key[:-1], s["path"])].append(s["latency_ms"])
+        else:
+            groups[key][s["path"]].append(s)
     rows: list[dict[str, Any]] = []
     for key, by_path in groups.items():
         service = by_path.get("service")
@@ -386,6 +396,9 @@ def comparison_rows(samples: Iterable[SampleRow]) -> list[dict[str, Any]]:
             continue
         for path in sorted(p for p in by_path if p.startswith("baseline:")):
             base = by_path[path]
+            start = starts.get((*key[:-1], path))
+            start_p50 = float(np.median(start)) if start else None
+            base_p50 = float(np.median([b["latency_ms"] for b in base]))
             cmp = compare(
                 [round(b["latency_ms"] * 1e6) for b in base],
                 [round(s["latency_ms"] * 1e6) for s in service],
@@ -397,7 +410,9 @@ def comparison_rows(samples: Iterable[SampleRow]) -> list[dict[str, Any]]:
                     "n_service": cmp.n_b,
                     "n_baseline": cmp.n_a,
                     "service_p50_ms": float(np.median([s["latency_ms"] for s in service])),
-                    "baseline_p50_ms": float(np.median([b["latency_ms"] for b in base])),
+                    "baseline_p50_ms": base_p50,
+                    "baseline_start_p50_ms": start_p50,
+                    "baseline_net_p50_ms": None if start_p50 is None else base_p50 - start_p50,
                     "median_ratio": cmp.median_ratio,
                     "p95_ratio": cmp.p95_ratio,
                     "ci_low": cmp.ci_low,

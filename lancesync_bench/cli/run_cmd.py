@@ -128,6 +128,8 @@ def _run(args: argparse.Namespace) -> int:
     if opts.baselines:
         print("Service against baselines (median latency, service / baseline, in words)")
         print(outcome.comparison_table)
+        if outcome.missing_tools:
+            print(outcome.missing_tools)
         print()
     if sweep := format_sweep(outcome.sweep):
         print("Concurrency sweep (latency from each operation's intended start)")

@@ -18,6 +18,7 @@ from lancesync_bench.bench.baselines import (
     LANCEDB_LOCAL,
     LANCEDB_S3,
     RCLONE_SYNC,
+    TOOL_START,
 )
 from lancesync_bench.bench.runner import RunOptions, run_benchmark
 from lancesync_bench.results import load, load_run
@@ -99,6 +100,24 @@ def test_samples_hold_service_and_baseline_paths(tiny_run: tuple[Path, str]) -> 
     assert (local_reads["requests"] == 0).all()
 
 
+def test_baselines_take_turns_with_the_service_and_match_its_n(
+    tiny_run: tuple[Path, str],
+) -> None:
+    run_dir, _ = tiny_run
+    samples = load(run_dir).reset_index(drop=True)  # rows in the order they were timed
+    cell = samples[(samples["scenario"] == "tiny-cloud") & (samples["phase"] == "warm")]
+    for op in ("point_read", "vector_search", "add_1"):
+        mine = cell[cell["operation"] == op]
+        service = mine[mine["path"] == "service"]
+        local = mine[mine["path"] == LANCEDB_LOCAL]
+        s3 = mine[mine["path"] == LANCEDB_S3]
+        assert len(local) == len(service) >= 20, op
+        assert 20 <= len(s3) <= len(service), op  # its own time budget may stop it sooner
+        # Alternating rounds: the baseline's first sample was timed before the service's last.
+        assert local.index.min() < service.index.max(), op
+        assert service.index.min() < local.index.min(), op
+
+
 def test_sync_tools_measured_or_skipped_with_a_reason(tiny_run: tuple[Path, str]) -> None:
     run_dir, _ = tiny_run
     samples = load(run_dir)
@@ -110,8 +129,10 @@ def test_sync_tools_measured_or_skipped_with_a_reason(tiny_run: tuple[Path, str]
             assert mine.empty
             assert f"{binary!r} not found on PATH" in skipped[path]["reason"]
         else:
-            assert set(mine["operation"]) == {"sync_after_add_1"}
-            assert len(mine) == 3 and (mine["requests"] > 0).all()
+            assert set(mine["operation"]) == {"sync_after_add_1", TOOL_START}
+            copies = mine[mine["operation"] == "sync_after_add_1"]
+            assert len(copies) == 3 and (copies["requests"] > 0).all()
+            assert (mine[mine["operation"] == TOOL_START]["requests"] == 0).all()
     assert skipped[LANCEDB_S3]["cells"] == ["tiny-local/loopback/200"]
 
 

@@ -59,7 +59,11 @@ def test_the_gate_catches_a_tripled_point_read_and_nothing_else(tmp_path: Path) 
     table = "\n".join([*lines, format_comparison(result)])
     assert [r.operation for r in result.regressions] == ["point_read"], table
     assert rows["point_read"].ratio is not None and rows["point_read"].ratio > 1.5
-    assert "improvement" not in {r.verdict for r in result.rows}
+    # Only a regression fails a gate, and the first assert allows none but point_read's.
+    # An "improvement" elsewhere is not asserted against: the switch sleeps inside each
+    # point read, so background work that would overlap later operations can finish during
+    # those sleeps and a later key may truly run faster in B; and cold_read's round figure
+    # rests on 2 opens. A fresh-clone CI run once saw one such key reach the improvement rule.
     assert rows["fixed_cpu_job"].verdict == "reference"
     assert len(result.runs_a) == len(result.runs_b) == 4
     assert outcome.base_commit == outcome.head_commit

@@ -152,6 +152,44 @@ def test_comparison_rows_service_over_baseline() -> None:
     assert "2x slower than plain LanceDB on local disk" in table
 
 
+def test_tool_rows_give_the_copy_net_of_the_start_up() -> None:
+    samples = (
+        _rows("service", "backup_after_add_1", [40.0, 42.0, 44.0])
+        + _rows(bl.AWS_S3_SYNC, "backup_after_add_1", [700.0, 710.0, 720.0])
+        + _rows(bl.AWS_S3_SYNC, bl.TOOL_START, [600.0, 610.0, 620.0])
+        + _rows("baseline:lancedb-local", "add_1", [1.0, 1.0])
+        + _rows("service", "add_1", [1.0, 1.0])
+    )
+    rows = {r["operation"]: r for r in comparison_rows(samples)}
+    assert set(rows) == {"backup_after_add_1", "add_1"}  # the start-up is no row of its own
+    tool = rows["backup_after_add_1"]
+    assert (tool["baseline_start_p50_ms"], tool["baseline_net_p50_ms"]) == (610.0, 100.0)
+    assert rows["add_1"]["baseline_net_p50_ms"] is None
+    line = next(x for x in format_baselines(rows.values()).splitlines() if "backup" in x)
+    assert "3/3" in line and "710.00 ms (100.00 net of start-up)" in line
+    assert "17x faster than aws s3 sync (2.4x faster net of its start-up)" in line
+
+
+def test_a_missing_tool_is_named_with_its_install_and_the_time_it_would_add() -> None:
+    from lancesync_bench.bench.summary import format_missing_tools
+
+    reasons = bl.tool_skip_reasons(lambda name: None if name == "rclone" else f"/bin/{name}")
+    skipped = [
+        {"what": bl.RCLONE_SYNC, "reason": reasons[bl.RCLONE_SYNC], "cells": ["a", "b"]},
+        {"what": bl.LANCEDB_S3, "reason": "local-primary mode", "cells": ["a"]},
+    ]
+    aws = _rows(bl.AWS_S3_SYNC, "backup_after_add_1", [2000.0, 3000.0])
+    aws += _rows(bl.AWS_S3_SYNC, bl.TOOL_START, [1500.0, 1500.0])
+    note = format_missing_tools(skipped, aws)
+    assert note == (
+        "rclone sync: not measured in 2 cell(s): 'rclone' not found on PATH; install it with"
+        " apt-get install -y rclone (Debian's package); it would add about 8 s to this run"
+        " (what aws s3 sync took here)"
+    )
+    assert "not known" in format_missing_tools(skipped, [])
+    assert format_missing_tools(skipped[1:], aws) == ""
+
+
 def test_comparison_ratio_needs_samples_for_the_test() -> None:
     rows = comparison_rows(_rows("service", "x", [2.0, 2.0]) + _rows("baseline:b", "x", [1.0]))
     assert rows[0]["median_ratio"] is None  # one baseline sample supports no median
@@ -219,7 +257,7 @@ def test_tools_that_fail_are_skipped_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fake_tool(tmp_path, "aws", 'echo "no bucket, key $AWS_SECRET_ACCESS_KEY" >&2\nexit 1\n')
-    _fake_tool(tmp_path, "rclone", 'echo "$2 -> $3" >> "$0.log"\n')
+    _fake_tool(tmp_path, "rclone", 'echo "$1 $2 -> $3" >> "$0.log"\n')
     monkeypatch.setenv("PATH", str(tmp_path))
     rec = Recorder(CellKey("s", "local_primary_s3_sync", "loopback", 100))
 
@@ -233,11 +271,13 @@ def test_tools_that_fail_are_skipped_with_the_reason(
     assert list(skipped) == [bl.AWS_S3_SYNC]
     assert "exited with status 1" in skipped[bl.AWS_S3_SYNC]
     assert SECRET not in skipped[bl.AWS_S3_SYNC] and "***" in skipped[bl.AWS_S3_SYNC]
-    [sample] = rec.samples
-    assert sample["path"] == bl.RCLONE_SYNC and sample["operation"] == "sync_after_add_1"
-    assert sample["iteration"] == 4 and sample["requests"] is None
-    copies = (tmp_path / "rclone.log").read_text(encoding="utf-8").splitlines()
-    assert copies == [f"{tmp_path} -> LSBENCH:bench/p/rclone-sync/t.lance"] * 2  # full + timed
+    copy, start = rec.samples  # the timed copy, then the tool's start-up alone
+    assert copy["path"] == start["path"] == bl.RCLONE_SYNC
+    assert (copy["operation"], start["operation"]) == ("sync_after_add_1", bl.TOOL_START)
+    assert copy["iteration"] == start["iteration"] == 4 and copy["requests"] is None
+    calls = (tmp_path / "rclone.log").read_text(encoding="utf-8").splitlines()
+    sync = f"sync {tmp_path} -> LSBENCH:bench/p/rclone-sync/t.lance"
+    assert calls == [sync, sync, "version  -> "]  # full copy, timed copy, start-up
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert len(bl.tool_skip_reasons()) == 2
 

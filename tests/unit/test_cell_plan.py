@@ -62,3 +62,17 @@ def test_cheap_samples_come_from_the_scenario(tmp_path: Path) -> None:
 def test_bad_cheap_samples_names_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"plan\.toml: workload\.cheap_samples: expected"):
         _scenario(tmp_path, "cheap_samples = -1")
+
+
+def test_a_baseline_with_a_time_budget_matches_n_until_the_budget_is_spent() -> None:
+    from lancesync_bench.bench.cell import _Rival, _rival_count
+
+    free = _Rival(plain=None, budget_s=None)  # type: ignore[arg-type]
+    assert _rival_count(free, 120, 80, 100.0) == 40  # always the service's n
+    assert _rival_count(free, 80, 80, 0.0) == 0
+    s3 = _Rival(plain=None, budget_s=4.0, floor=20)  # type: ignore[arg-type]
+    assert _rival_count(s3, 40, 0, 0.0) == 40  # the first round: as many as the service
+    assert _rival_count(s3, 80, 40, 2.0) == 40  # 50 ms each: 40 more fit in the 2 s left
+    assert _rival_count(s3, 80, 40, 3.5) == 6  # 87.5 ms each: 0.5 s left holds 5, and one
+    assert _rival_count(s3, 80, 10, 5.0) == 10  # over budget, but up to its floor of 20
+    assert _rival_count(s3, 80, 40, 5.0) == 0  # over budget and past its floor
