@@ -181,11 +181,16 @@ class Scenario:
         return self.workload.quick_repetitions if quick else self.workload.repetitions
 
     def cells(
-        self, *, quick: bool = False, profiles: Sequence[str] | None = None
+        self,
+        *,
+        quick: bool = False,
+        profiles: Sequence[str] | None = None,
+        every_profile: bool = False,
     ) -> list[tuple[Profile, int]]:
-        """(profile, size) pairs to run: the default profiles unless named, minus skips."""
+        """(profile, size) pairs to run: the default profiles unless named (or, with
+        ``every_profile``, all of them: the long run), minus skips."""
         picked = [self.profile(n) for n in profiles or ()]
-        chosen = picked or [p for p in self.profiles if p.default]
+        chosen = picked or [p for p in self.profiles if p.default or every_profile]
         return [
             (p, size)
             for p in chosen

@@ -57,7 +57,8 @@ from lancesync_bench.bench.recall import exact_ids, measure_hard_set, recall_rec
 from lancesync_bench.bench.recorder import CellKey, Recorder, failure_of, failure_text
 from lancesync_bench.config import LanceDBSyncConfig, StorageMode
 from lancesync_bench.errors import ConfigError
-from lancesync_bench.netem import NetworkProfile, S3Proxy
+from lancesync_bench.netem import NetworkProfile
+from lancesync_bench.netem.process import ProxyProcess
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.scenarios import Profile, RecallSpec, Scenario
 from lancesync_bench.storage.schema import TABLE_NAME
@@ -240,7 +241,9 @@ async def measure_cell(
     key = CellKey(scenario.name, mode.value, profile.name, size)
     cell_dir = workdir / f"{scenario.name}-{profile.name}-{size}-{uuid.uuid4().hex[:6]}"
     prefix = f"bench/{run_id}/{scenario.name}/{profile.name}/{size}"
-    with S3Proxy(endpoint.url or "", profile_of(profile), seed=seed) as proxy:
+    # The proxy runs in a process of its own: its relaying must not take the measured
+    # interpreter's time (see lancesync_bench.netem.process).
+    with ProxyProcess(endpoint.url or "", profile_of(profile), seed=seed) as proxy:
         ep = proxy.endpoint_for(endpoint).with_prefix(prefix)
         rec = Recorder(key, proxy)
         cell = _Cell(scenario, size, ep, cell_dir, plan, scenario.workload.workload(), rec)

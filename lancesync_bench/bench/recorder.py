@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lancesync_bench.bench.probe import Probe, shared_probe
 from lancesync_bench.bench.slowdown import Slowdown
-from lancesync_bench.netem import S3Proxy
+from lancesync_bench.netem import RequestCounts
 from lancesync_bench.results import Phase, SampleRow
 
 __all__ = ["CellKey", "FailedOperation", "Recorder", "failure_of", "failure_text"]
@@ -71,6 +71,12 @@ def failure_of(result: Any) -> str | None:
     return str(error) if error else None
 
 
+class CountingProxy(Protocol):
+    """What the recorder needs of a proxy: its request counts, now."""
+
+    def snapshot(self) -> RequestCounts: ...
+
+
 @dataclass
 class Recorder:
     """Collects :class:`~lancesync_bench.results.SampleRow` rows for one cell.
@@ -93,7 +99,7 @@ class Recorder:
     """
 
     key: CellKey
-    proxy: S3Proxy | None = None
+    proxy: CountingProxy | None = None  # an S3Proxy, or one in its own process
     samples: list[SampleRow] = field(default_factory=list)
     failures: list[FailedOperation] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)

@@ -56,6 +56,8 @@ class RunOptions:
     baselines: bool = True
     sweep: bool = True  # run the scenarios' [sweep] tables (never in quick mode)
     from_env: bool = False  # measure the mode this shell's environment resolves to (--env)
+    # Every profile of each scenario, not only its default ones (--long: cross-region).
+    long: bool = False
 
 
 @dataclass
@@ -82,10 +84,14 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="cell", disable=not enabled, file=sys.stderr, leave=True)
 
 
+def _cells_of(sc: Scenario, opts: RunOptions) -> list[tuple[Any, int]]:
+    return sc.cells(quick=opts.quick, profiles=opts.profiles or None, every_profile=opts.long)
+
+
 def _plan_cells(scenarios: list[Scenario], opts: RunOptions) -> list[tuple[Scenario, Any, int]]:
     cells = []
     for sc in scenarios:
-        for profile, size in sc.cells(quick=opts.quick, profiles=opts.profiles or None):
+        for profile, size in _cells_of(sc, opts):
             cells.append((sc, profile, size))
     if not cells:
         raise ConfigError(
@@ -306,11 +312,7 @@ def run_benchmark(
     comparisons = comparison_rows(samples)
     noise = machine_noise(samples)
     skipped = _skip_rows(got.cells) + sweep_skips
-    profiles = {
-        p.name: p
-        for sc in scenarios
-        for p, _ in sc.cells(quick=opts.quick, profiles=opts.profiles or None)
-    }
+    profiles = {p.name: p for sc in scenarios for p, _ in _cells_of(sc, opts)}
     metadata = collect_metadata(s3_info, profiles.values())
     metadata["quick"] = opts.quick
     json_path = write_run(

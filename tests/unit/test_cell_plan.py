@@ -76,3 +76,13 @@ def test_a_baseline_with_a_time_budget_matches_n_until_the_budget_is_spent() -> 
     assert _rival_count(s3, 80, 40, 3.5) == 6  # 87.5 ms each: 0.5 s left holds 5, and one
     assert _rival_count(s3, 80, 10, 5.0) == 10  # over budget, but up to its floor of 20
     assert _rival_count(s3, 80, 40, 5.0) == 0  # over budget and past its floor
+
+
+def test_the_long_run_adds_the_profiles_that_are_not_default(tmp_path: Path) -> None:
+    path = tmp_path / "long.toml"
+    path.write_text(TOML.format(extra="") + "[profiles.far]\nrtt_ms = 80\n", encoding="utf-8")
+    sc = load_scenario(path)
+    default = {p.name for p, _ in sc.cells()}
+    long = {p.name for p, _ in sc.cells(every_profile=True)}
+    assert default == {"loopback", "same-region"} and long == default | {"far"}
+    assert {p.name for p, _ in sc.cells(profiles=["far"], every_profile=True)} == {"far"}

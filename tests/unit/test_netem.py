@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lancesync_bench.config import Secret
 from lancesync_bench.errors import ConfigError, S3Error
 from lancesync_bench.netem import (
     PRESETS,
@@ -25,6 +26,7 @@ from lancesync_bench.netem import (
 )
 from lancesync_bench.netem.connection import slowdown_response
 from lancesync_bench.netem.http import HttpTracker, ParsedRequest, RequestHead, ResponseHead
+from lancesync_bench.s3.endpoint import S3Endpoint
 
 # -- profiles ----------------------------------------------------------------------------
 
@@ -445,3 +447,60 @@ def test_set_profile_applies_to_later_requests_and_survives_a_restart(echo_url: 
         assert proxy.profile is PRESETS["cross-region"]
     finally:
         proxy.stop()
+
+
+# -- the proxy in a process of its own -----------------------------------------------------
+
+
+def test_proxy_process_relays_counts_and_leaves_nothing_behind(echo_url: str) -> None:
+    from lancesync_bench.netem.process import ProxyProcess
+
+    sent = b"x" * 1000
+    profile = NetworkProfile(name="near", rtt_ms=4)
+    with ProxyProcess(echo_url, profile, seed=1) as proxy:
+        assert not _proxy_threads()  # the relay is not in this interpreter
+        child = proxy._proc
+        assert child is not None and child.poll() is None
+        before = proxy.snapshot()
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            started = time.perf_counter()
+            sock.sendall(sent)
+            assert _recv_exactly(sock, len(sent)) == sent
+            waited_ms = (time.perf_counter() - started) * 1000
+        delta = proxy.snapshot() - before
+        ep = proxy.endpoint_for(
+            S3Endpoint(
+                url=echo_url,
+                region="us-east-1",
+                access_key_id="k",
+                secret_access_key=Secret("s"),
+                bucket="b",
+            )
+        )
+        assert ep.url == proxy.url and proxy.profile == profile
+    assert waited_ms >= 4  # the child's proxy delayed it like the in-process one
+    assert delta.connections == 1 and delta.bytes_up == delta.bytes_down == len(sent)
+    assert child.poll() == 0  # it stopped when asked
+    proxy.stop()  # twice is fine
+    with pytest.raises(S3Error, match="not running"):
+        proxy.snapshot()
+
+
+def test_proxy_process_that_cannot_start_says_why() -> None:
+    from lancesync_bench.netem.process import ProxyProcess
+
+    with pytest.raises(S3Error, match=r"could not start its proxy: ConfigError: .*https"):
+        ProxyProcess("https://127.0.0.1:9000").start()
+
+
+def test_proxy_process_ends_when_its_parent_goes(echo_url: str) -> None:
+    from lancesync_bench.netem.process import ProxyProcess
+
+    proxy = ProxyProcess(echo_url).start()
+    child = proxy._proc
+    assert child is not None and child.stdin is not None
+    child.stdin.close()  # what a parent that died leaves its child: end of input
+    assert child.wait(10) == 0
+    with pytest.raises(S3Error, match="gone away"):
+        proxy.snapshot()
+    proxy.stop()
