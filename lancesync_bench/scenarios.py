@@ -135,6 +135,12 @@ class SweepSpec:
     ops_per_user: int = 30  # ~3 s per level at 10/s: small enough for the default run
     rate_per_s: float = 10.0  # well under one user's capacity, so queueing comes from sharing
     write_every: int = 3  # read-mostly, and 10 writes per user per level give a write median
+    # After the user levels, at the largest user count and the first size, double the rate
+    # per user up to this many times (0: no ramp), each level as long as a user level, until
+    # throughput stops growing (< RAMP_GAIN more than the level before) or the p99 of the
+    # level passes p99_bound_ms: the knee (bench.sweep).
+    ramp_steps: int = 0
+    p99_bound_ms: float = 200.0
 
 
 @dataclass(frozen=True)
@@ -305,6 +311,11 @@ _SWEEP: dict[str, tuple[Check, Any]] = {
     "ops_per_user": (_POS, SweepSpec.ops_per_user),
     "rate_per_s": ((lambda v: _is_number(v) and v > 0, "a positive number"), 10.0),
     "write_every": (_POS, SweepSpec.write_every),
+    "ramp_steps": (
+        ((lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 8), "0 to 8"),
+        SweepSpec.ramp_steps,
+    ),
+    "p99_bound_ms": ((lambda v: _is_number(v) and v > 0, "a positive number"), 200.0),
 }
 _TARGETS: dict[str, tuple[Check, Any]] = {
     name: ((lambda v: _is_number(v) and v > 0, "a positive number"), f.default)
@@ -427,6 +438,8 @@ def _parse_sweep(
         ops_per_user=fields["ops_per_user"],
         rate_per_s=float(fields["rate_per_s"]),
         write_every=fields["write_every"],
+        ramp_steps=fields["ramp_steps"],
+        p99_bound_ms=float(fields["p99_bound_ms"]),
     )
 
 

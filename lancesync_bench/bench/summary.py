@@ -117,18 +117,41 @@ def _ms(value: float | None) -> str:
 
 
 def format_sweep(rows: Iterable[dict[str, Any]]) -> str:
-    """The concurrency sweep: one line per scenario, profile, size, operation and users.
+    """The concurrency sweep: one line per scenario, profile, size, operation, users and rate.
 
     ``rows`` are the sweep's summary rows (bench/sweep.py); p95 is "-" where n cannot
-    support it. Empty string: no sweep ran.
+    support it. ``offered`` is users x rate per user, ``done`` the operations completed per
+    second over the level (both kinds); a ramp level where the load stopped paying off ends
+    the table with a ``knee:`` line. Empty string: no sweep ran.
     """
+    rows = list(rows)
     lines: list[tuple[str, ...]] = [
-        ("scenario", "profile", "size", "operation", "users", "n", "p50 ms", "p95 ms", "late")
+        (
+            "scenario",
+            "profile",
+            "size",
+            "operation",
+            "users",
+            "offered/s",
+            "done/s",
+            "n",
+            "p50 ms",
+            "p95 ms",
+            "late",
+        )
     ]
-    for r in sorted(
+    order = sorted(
         rows,
-        key=lambda r: (r["scenario"], r["profile"], r["size"], r["operation"], r["users"]),
-    ):
+        key=lambda r: (
+            r["scenario"],
+            r["profile"],
+            r["size"],
+            r["operation"],
+            r["users"],
+            r.get("rate_per_s") or 0.0,
+        ),
+    )
+    for r in order:
         lines.append(
             (
                 r["scenario"],
@@ -136,13 +159,26 @@ def format_sweep(rows: Iterable[dict[str, Any]]) -> str:
                 str(r["size"]),
                 r["operation"],
                 str(r["users"]),
+                _ms(r.get("offered_per_s")),
+                _ms(r.get("throughput_per_s")),
                 str(r["n"]),
                 _ms(r.get("p50_ms")),
                 _ms(r.get("p95_ms")),
                 f"{100 * float(r.get('late_share') or 0):.0f}%",
             )
         )
-    return "" if len(lines) == 1 else _columns(lines)
+    if len(lines) == 1:
+        return ""
+    knees = {
+        (r["scenario"], r["size"], r["users"], r.get("offered_per_s"), r["knee"])
+        for r in rows
+        if r.get("knee")
+    }
+    notes = [
+        f"knee: {sc} at {size} rows, {users} users offered {offered:.0f} ops/s: {why}"
+        for sc, size, users, offered, why in sorted(knees)
+    ]
+    return "\n".join([_columns(lines), *notes])
 
 
 def format_failures(failed: Sequence[FailedOperation]) -> str:

@@ -12,6 +12,14 @@ The schedule is open-loop: operation ``i`` of every worker is *intended* to star
 so an operation that had to wait for the previous one is charged for the wait: measuring
 from the actual start would hide queueing (coordinated omission) exactly when the system
 saturates. Samples are named ``sweep_<op>_u<users>`` (``path="service"``).
+
+With ``ramp_steps`` (:class:`~lancesync_bench.scenarios.SweepSpec`), the largest user count
+then runs at twice the rate per user, and twice again, each level as long as a user level,
+until the knee: throughput (operations completed per second, from the first intended
+start to the last completion) grew by less than :data:`RAMP_GAIN` over the level before,
+or the level's p99 passed ``p99_bound_ms``. Ramp samples are named
+``ramp_<op>_u<users>_r<rate>``; each summary row carries its offered load, its throughput
+and, on the level where the ramp stopped, why (``knee``).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from lancesync_bench.stats import summarize
 from lancesync_bench.storage.doctable import MaintenancePolicy
 
 __all__ = [
+    "RAMP_GAIN",
     "SweepError",
     "SweepResult",
     "intended_offsets",
@@ -49,6 +58,9 @@ __all__ = [
 ]
 
 READ, WRITE = "point_read", "add_1"
+# A ramp level whose throughput grew by less than this over the level before (at half its
+# offered load) has stopped growing: doubling the offer bought under 10 % more work.
+RAMP_GAIN = 1.10
 # Spawning a worker imports LanceDB and opens a service (~1-3 s on 2 busy cores); seeding a
 # 10k-row table on S3 and building its index takes a few seconds more. Ten minutes means a
 # worker is stuck, not slow.
@@ -81,9 +93,25 @@ def op_kinds(n: int, write_every: int) -> list[str]:
     return [WRITE if (i + 1) % write_every == 0 else READ for i in range(n)]
 
 
-def sweep_operation(kind: str, users: int) -> str:
-    """The sample's operation name, e.g. ``sweep_point_read_u4`` (users in the name)."""
-    return f"sweep_{kind}_u{users}"
+def sweep_operation(kind: str, users: int, rate_per_s: float | None = None) -> str:
+    """The sample's operation name: ``sweep_point_read_u4`` (users in the name), or on a
+    ramp level ``ramp_point_read_u4_r40`` (and the rate per user)."""
+    if rate_per_s is None:
+        return f"sweep_{kind}_u{users}"
+    return f"ramp_{kind}_u{users}_r{rate_per_s:g}"
+
+
+def throughput(timings: Sequence[Sequence[Timing]], rate_per_s: float) -> float:
+    """Operations completed per second over a level: all of them, divided by the level's
+    span from the shared intended start: its schedule (``n / rate_per_s`` for ``n``
+    operations a worker) or, when later, the last completion (operation ``i`` was intended
+    at ``i / rate_per_s``). It never exceeds the offered load, and falls behind it once
+    operations finish late."""
+    ends = [i / rate_per_s + latency_ms / 1e3 for w in timings for _, i, latency_ms, _, _ in w]
+    if not ends:
+        return 0.0
+    span = max(max(ends), max(len(w) for w in timings) / rate_per_s)
+    return len(ends) / span
 
 
 @dataclass(frozen=True)
@@ -285,9 +313,15 @@ class SweepResult:
 
 
 def _summary_rows(
-    key: dict[str, Any], timings: list[list[Timing]], requests: int
+    key: dict[str, Any], timings: list[list[Timing]], requests: int, rate_per_s: float
 ) -> list[dict[str, Any]]:
     flat = [t for worker in timings for t in worker]
+    level = {
+        "rate_per_s": rate_per_s,
+        "offered_per_s": rate_per_s * len(timings),
+        "throughput_per_s": throughput(timings, rate_per_s),
+        "knee": None,
+    }
     rows = []
     for kind in (READ, WRITE):
         mine = [t for t in flat if t[0] == kind]
@@ -302,6 +336,7 @@ def _summary_rows(
                 "service_p50_ms": float(np.median([t[3] for t in mine])),
                 "late_share": sum(t[4] > _LATE_MS for t in mine) / len(mine),
                 "level_s3_requests": requests,
+                **level,
             }
         )
     return rows
@@ -341,32 +376,70 @@ def run_sweep(
             env = scenario.config_env(runtime)
             return _WorkerSpec(index, env, ep, w.dim, w.seed, w.n_clusters)
 
+        def run(size: int, users: int, rate: float, ramp: bool) -> list[dict[str, Any]]:
+            ops = max(1, round(spec.ops_per_user * rate / spec.rate_per_s))  # same duration
+            before = proxy.snapshot()
+            timings = pool.run_level(_Level(size, ops, rate, spec.write_every), users)
+            requests = (proxy.snapshot() - before).total
+            key = {"scenario": scenario.name, "profile": profile.name, "size": size}
+            rows = _summary_rows({**key, "users": users}, timings, requests, rate)
+            result.summary += rows
+            result.samples += _sample_rows(
+                scenario, profile.name, size, users, timings, ramp_rate=rate if ramp else None
+            )
+            return rows
+
         with _workers(make_spec) as pool:
             for size in spec.sizes:
                 for users in spec.users:
-                    level = _Level(size, spec.ops_per_user, spec.rate_per_s, spec.write_every)
-                    before = proxy.snapshot()
-                    timings = pool.run_level(level, users)
-                    requests = (proxy.snapshot() - before).total
-                    key = {
-                        "scenario": scenario.name,
-                        "profile": profile.name,
-                        "size": size,
-                        "users": users,
-                    }
-                    result.summary += _summary_rows(key, timings, requests)
-                    result.samples += _sample_rows(scenario, profile.name, size, users, timings)
+                    last = run(size, users, spec.rate_per_s, ramp=False)
+                if size == spec.sizes[0]:
+                    _ramp(spec, size, last, run)
     return result
 
 
+def _ramp(
+    spec: SweepSpec,
+    size: int,
+    last: list[dict[str, Any]],
+    run: Callable[[int, int, float, bool], list[dict[str, Any]]],
+) -> None:
+    """Double the rate per user at the largest user count until the knee (module doc)."""
+    users, rate = max(spec.users), spec.rate_per_s
+    rows = last
+    for _ in range(spec.ramp_steps):
+        before = rows[0]["throughput_per_s"] if rows else 0.0
+        rate *= 2
+        rows = run(size, users, rate, True)
+        if not rows:
+            return
+        got = rows[0]["throughput_per_s"]
+        worst = max(float(r.get("p99_ms") or 0.0) for r in rows)
+        why = None
+        if worst > spec.p99_bound_ms:
+            why = f"p99 {worst:.0f} ms passed the {spec.p99_bound_ms:g} ms bound"
+        elif got < before * RAMP_GAIN:
+            why = f"throughput stopped growing ({before:.0f} -> {got:.0f} ops/s)"
+        if why is not None:
+            for r in rows:
+                r["knee"] = why
+            return
+
+
 def _sample_rows(
-    scenario: Scenario, profile: str, size: int, users: int, timings: list[list[Timing]]
+    scenario: Scenario,
+    profile: str,
+    size: int,
+    users: int,
+    timings: list[list[Timing]],
+    *,
+    ramp_rate: float | None = None,
 ) -> list[SampleRow]:
     rows: list[SampleRow] = []
     seen: dict[str, int] = {}
     for worker in timings:
         for kind, _, latency_ms, _, _ in worker:
-            op = sweep_operation(kind, users)
+            op = sweep_operation(kind, users, ramp_rate)
             rows.append(
                 SampleRow(
                     scenario=scenario.name,

@@ -47,6 +47,8 @@ _SWEEP = """
 users = [1, 2]
 ops_per_user = 6
 rate_per_s = 20
+ramp_steps = 2
+p99_bound_ms = 100000
 """
 
 
@@ -150,10 +152,23 @@ def test_stats_verdicts_comparisons_and_sweep(tiny_run: tuple[Path, str]) -> Non
     assert all(c["median_ratio"] > 0 for c in comparisons)
 
     sweep = data["extra"]["sweep"]
-    assert {(r["users"], r["operation"]) for r in sweep} == {
-        (u, op) for u in (1, 2) for op in ("point_read", "add_1")
+    assert {(r["users"], r["operation"], r["rate_per_s"]) for r in sweep} == {
+        (u, op, rate)
+        for u, rate in ((1, 20.0), (2, 20.0), (2, 40.0), (2, 80.0))  # then the ramp at 2 users
+        for op in ("point_read", "add_1")
     }
-    reads_u2 = next(r for r in sweep if r["users"] == 2 and r["operation"] == "point_read")
+    for r in sweep:
+        assert r["offered_per_s"] == r["users"] * r["rate_per_s"]
+        assert 0 < r["throughput_per_s"] <= r["offered_per_s"] * 1.01
+    ramp = [r for r in sweep if r["rate_per_s"] == 80.0]
+    # The last ramp level either ran out of steps (no knee) or found one, with the reason.
+    assert all(r["knee"] is None or "throughput stopped growing" in r["knee"] for r in ramp)
+    assert (samples := load(run_dir))["operation"].str.startswith("ramp_point_read_u2_r").any()
+    reads_u2 = next(
+        r
+        for r in sweep
+        if r["users"] == 2 and r["operation"] == "point_read" and r["rate_per_s"] == 20
+    )
     assert reads_u2["n"] == 2 * 4  # two users, four reads each (every third op writes)
     samples = load(run_dir)
     assert (samples["operation"] == "sweep_point_read_u2").sum() == 8

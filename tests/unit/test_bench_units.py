@@ -76,6 +76,66 @@ def test_op_kinds_every_nth_is_a_write() -> None:
 def test_sweep_operation_names_carry_users() -> None:
     assert sweep_operation("point_read", 4) == "sweep_point_read_u4"
     assert sweep_operation("add_1", 16) == "sweep_add_1_u16"
+    assert sweep_operation("add_1", 4, 40.0) == "ramp_add_1_u4_r40"
+
+
+def test_throughput_counts_to_the_last_completion() -> None:
+    from lancesync_bench.bench.sweep import throughput
+
+    # Two workers, 10/s: operations intended at 0, 0.1, 0.2 s; the schedule spans 0.3 s.
+    w = [("point_read", i, 5.0, 5.0, 0.0) for i in range(3)]
+    assert throughput([w, w], 10.0) == pytest.approx(6 / 0.3)  # on time: the offered load
+    late = [*w[:2], ("point_read", 2, 250.0, 5.0, 245.0)]  # the last ends at 0.45 s
+    assert throughput([w, late], 10.0) == pytest.approx(6 / 0.45)
+    assert throughput([], 10.0) == 0.0
+
+
+def _ramp_spec(steps: int, bound: float = 200.0) -> Any:
+    from lancesync_bench.scenarios import SweepSpec
+
+    return SweepSpec(
+        users=(1, 4), sizes=(1000,), profile="loopback", ramp_steps=steps, p99_bound_ms=bound
+    )
+
+
+def test_the_ramp_doubles_the_rate_until_throughput_stops_growing() -> None:
+    from lancesync_bench.bench.sweep import _ramp
+
+    capacity = 100.0  # ops/s the system can do, whatever is offered
+    levels: list[tuple[float, list[dict[str, Any]]]] = []
+
+    def run(size: int, users: int, rate: float, ramp: bool) -> list[dict[str, Any]]:
+        assert (size, users, ramp) == (1000, 4, True)
+        row = {"throughput_per_s": min(capacity, users * rate), "p99_ms": 20.0, "knee": None}
+        rows = [row, dict(row)]
+        levels.append((rate, rows))
+        return rows
+
+    _ramp(_ramp_spec(5), 1000, [{"throughput_per_s": 40.0, "p99_ms": 10.0}], run)
+    # 4 users x 10/s gave 40 ops/s; 20/s gives 80 (2x), 40/s 100 (1.25x), 80/s 100: stop.
+    assert [rate for rate, _ in levels] == [20.0, 40.0, 80.0]
+    *before, (_, knee) = levels
+    assert all(r["knee"] is None for _, rows in before for r in rows)
+    assert [r["knee"] for r in knee] == ["throughput stopped growing (100 -> 100 ops/s)"] * 2
+
+
+def test_the_ramp_stops_when_the_p99_passes_its_bound() -> None:
+    from lancesync_bench.bench.sweep import _ramp
+
+    seen: list[list[dict[str, Any]]] = []
+
+    def run(size: int, users: int, rate: float, ramp: bool) -> list[dict[str, Any]]:
+        rows = [{"throughput_per_s": users * rate, "p99_ms": rate * 2, "knee": None}]
+        seen.append(rows)
+        return rows
+
+    _ramp(_ramp_spec(8, bound=50.0), 1000, [{"throughput_per_s": 40.0}], run)
+    assert [r[0]["p99_ms"] for r in seen] == [40.0, 80.0]  # rates 20 and 40 per user
+    assert seen[-1][0]["knee"] == "p99 80 ms passed the 50 ms bound"
+    assert seen[0][0]["knee"] is None
+    seen.clear()
+    _ramp(_ramp_spec(2, bound=1e9), 1000, [{"throughput_per_s": 40.0}], run)
+    assert len(seen) == 2 and all(r[0]["knee"] is None for r in seen)  # no knee within 2
 
 
 def test_latency_counts_from_the_intended_start() -> None:

@@ -448,6 +448,8 @@ def test_sweep_table_prints_every_level() -> None:
         "size",
         "operation",
         "users",
+        "offered/s",
+        "done/s",
         "n",
         "p50",
         "ms",
@@ -462,11 +464,17 @@ def test_sweep_table_prints_every_level() -> None:
         "1000",
         "point_read",
         "1",
+        "-",  # rows of runs before the ramp carry no load figures
+        "-",
         "14",
         "12.8",
         "-",
         "25%",
     ]
+    knee = {**rows[-1], "offered_per_s": 160.0, "throughput_per_s": 101.5, "knee": "why"}
+    lines = format_sweep([*rows, knee]).splitlines()
+    assert lines[-2].split()[5:7] == ["160.0", "101.5"]
+    assert lines[-1] == "knee: web-cloud at 10000 rows, 4 users offered 160 ops/s: why"
     assert format_sweep([]) == ""
 
 

@@ -68,6 +68,7 @@ def test_shipped_sweep_is_web_cloud_only() -> None:
     sweeps = {s.name: s.sweep for s in load_scenarios(SCENARIOS)}
     spec = sweeps.pop("web-cloud")
     assert spec is not None and spec.users == (1, 2, 4) and spec.profile == "loopback"
+    assert spec.ramp_steps == 4 and spec.p99_bound_ms == 200.0
     assert set(sweeps.values()) == {None}
 
 
@@ -223,10 +224,18 @@ def test_sweep_table_defaults_and_to_dict(tmp_path: Path) -> None:
     assert load_scenario(_write(tmp_path, VALID, "plain.toml")).to_dict()["sweep"] is None
     full = VALID + (
         "[sweep]\nusers = [2]\nsizes = [1000]\nprofile = 'far'\n"
-        "ops_per_user = 5\nrate_per_s = 2.5\nwrite_every = 1\n"
+        "ops_per_user = 5\nrate_per_s = 2.5\nwrite_every = 1\nramp_steps = 3\n"
+        "p99_bound_ms = 80\n"
     )
     assert load_scenario(_write(tmp_path, full, "full.toml")).sweep == SweepSpec(
-        users=(2,), sizes=(1000,), profile="far", ops_per_user=5, rate_per_s=2.5, write_every=1
+        users=(2,),
+        sizes=(1000,),
+        profile="far",
+        ops_per_user=5,
+        rate_per_s=2.5,
+        write_every=1,
+        ramp_steps=3,
+        p99_bound_ms=80.0,
     )
 
 
@@ -240,6 +249,9 @@ def test_sweep_table_defaults_and_to_dict(tmp_path: Path) -> None:
         ("users = [1]\nrate_per_s = 0", "sweep.rate_per_s", "a positive number"),
         ("users = [1]\nwrite_every = 0", "sweep.write_every", "a positive integer"),
         ("users = [1]\nthreads = 2", "sweep.threads", "unknown key"),
+        ("users = [1]\nramp_steps = 9", "sweep.ramp_steps", "0 to 8"),
+        ("users = [1]\nramp_steps = true", "sweep.ramp_steps", "0 to 8"),
+        ("users = [1]\np99_bound_ms = -1", "sweep.p99_bound_ms", "a positive number"),
     ],
 )
 def test_malformed_sweep_names_file_and_key(
