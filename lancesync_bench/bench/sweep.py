@@ -110,7 +110,7 @@ def throughput(timings: Sequence[Sequence[Timing]], rate_per_s: float) -> float:
     ends = [i / rate_per_s + latency_ms / 1e3 for w in timings for _, i, latency_ms, _, _ in w]
     if not ends:
         return 0.0
-    span = max(max(ends), max(len(w) for w in timings) / rate_per_s)
+    span = max(*ends, max(len(w) for w in timings) / rate_per_s)
     return len(ends) / span
 
 
