@@ -409,7 +409,8 @@ async def _interleaved(
 
     The service takes ``plan.repetitions`` samples; a cheap operation (the median of those
     below :data:`CHEAP_MS`) goes on until ``plan.cheap_n`` or the operation's time budget
-    (``tail_budget_s`` when ``tail``: judged at p99), counted over both sides' rounds. After
+    (``tail_budget_s`` when ``tail``: judged at p99), counted over the service's own rounds,
+    so its p99 keeps the samples an interval needs however slow a baseline is. After
     each service round every rival takes as many samples, so each ends with the service's
     n (a rival with a ``budget_s`` stops once it spent that and holds ``floor`` samples).
     ``between`` runs untimed before each rival's round: the service's background work
@@ -419,7 +420,7 @@ async def _interleaved(
     ``rival.found[operation]``.
     """
     plan, rec = cell.plan, cell.rec
-    started = time.perf_counter()
+    service_s = 0.0  # the service's own time: the baselines' rounds do not eat its budget
     target = plan.repetitions
     size = min(ROUND, max(1, -(-plan.repetitions // ROUNDS_AT_LEAST)))
     out: list[Any] = []
@@ -437,7 +438,9 @@ async def _interleaved(
         return await rec.run(operation, shifted, repetitions=count, path=path, first_iteration=done)
 
     while len(out) < target:
+        t_service = time.perf_counter()
         out += await round_of(fn, len(out), min(size, target - len(out)), "service")
+        service_s += time.perf_counter() - t_service
         for rival, rfn in rivals:
             got = rival.found.setdefault(operation, [])
             lacking = _rival_count(rival, len(out), len(got), spent[id(rival)])
@@ -458,7 +461,7 @@ async def _interleaved(
                 target, size = plan.cheap_n, ROUND
         if len(out) >= plan.repetitions and target > plan.repetitions:
             budget = plan.tail_budget_s if tail else plan.cheap_budget_s
-            if time.perf_counter() - started >= budget:
+            if service_s >= budget:
                 break
     if target > plan.repetitions:
         rec.extras.setdefault("samples_n", {})[operation] = len(out)
