@@ -2,12 +2,14 @@
 
 * ``clock skew``: two sync devices whose clocks differ by -5 to +5 minutes take turns
   editing and deleting shared documents, each after pulling the other's; an S3-primary
-  pair does the same through commit races; a device's clock is set back while it runs.
+  pair does the same, each write made on a view older than the staleness bound (so it
+  looks at S3 first); a device's clock is set back while it runs.
   Every acknowledged write must read back at once on its writer, win on every device,
   and the devices must converge.
-* ``lost answers``: S3-primary writes whose S3 answer is lost at a chosen step of the push
-  (a data file, the manifest, the manifest and the read-back, or the manifest before it
-  was sent). What the write reports must be what S3 holds, seen by another instance.
+* ``lost answers``: S3-primary writes whose log PUT loses its answer (or never leaves, or
+  loses its read-back too), and flushes whose manifest PUT does. What a write reports must
+  be what S3 holds, seen by another instance; a flush whose outcome was unknown must not
+  commit its records twice.
 * ``background failures``: a sync device with a short ``SYNC_INTERVAL_S`` loses its path to
   S3 for a while: the failed periodic pushes and the pending changes must show in
   ``status()``, and the next period must catch up without anyone calling ``sync()``.
@@ -16,8 +18,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +107,14 @@ async def _skew_pair(ctx: SuiteContext, ep: S3Endpoint, skew: int, rounds: int) 
 async def _primary_pair(
     ctx: SuiteContext, ep: S3Endpoint, skew: int, rounds: int
 ) -> dict[str, Any]:
-    """S3-primary instances P (true clock) and Q (skewed), neither refreshing before it
-    writes, so every other commit loses a race and is stamped again."""
+    """S3-primary instances P (true clock) and Q (skewed) take turns writing one id, each
+    on a view older than its 50 ms staleness bound: a write then reads S3's news first and
+    is stamped past it (the guarantee: a write outranks every write acknowledged more than
+    the bound before it, whatever the clocks)."""
     user = f"primary{'m' if skew < 0 else 'p'}{abs(skew)}"
-    lazy = "3600000"
+    bound = "50"
     p = _service(
-        PRIMARY, ctx.folder("clocks", user, "p"), ep, "inst-p", CACHE_MAX_STALENESS_MS=lazy
+        PRIMARY, ctx.folder("clocks", user, "p"), ep, "inst-p", CACHE_MAX_STALENESS_MS=bound
     )
     q = _service(
         PRIMARY,
@@ -116,12 +122,13 @@ async def _primary_pair(
         ep,
         "inst-q",
         wall=_skewed([skew]),
-        CACHE_MAX_STALENESS_MS=lazy,
+        CACHE_MAX_STALENESS_MS=bound,
     )
     stale = 0
     async with p, q:
         for r in range(rounds):
             writer = (p, q)[r % 2]
+            await asyncio.sleep(0.06)
             doc = document("x", r, writer=f"inst-{'pq'[r % 2]}")
             await writer.add_documents(user, [doc])
             stale += await _text(writer, user, "x") != doc["text"]
@@ -201,14 +208,94 @@ async def run_clock_skew(ctx: SuiteContext, section: Section) -> None:
 
 
 _LOST_KINDS: dict[str, tuple[list[tuple[str, str, Any]], str]] = {
-    "manifest answer lost": ([("PutObject", "/_versions/", "answer")], "committed"),
-    "data answer lost": ([("PutObject", "/data/", "answer")], "not committed"),
-    "manifest never sent": ([("PutObject", "/_versions/", "request")], "not committed"),
-    "manifest answer and read-back lost": (
-        [("PutObject", "/_versions/", "answer"), ("GetObject", "/_versions/", "request")],
+    "log answer lost": ([("PutObject", ".wal/", "answer")], "committed"),
+    "log never sent": ([("PutObject", ".wal/", "request")], "not committed"),
+    "log answer and read-back lost": (
+        [("PutObject", ".wal/", "answer"), ("GetObject", ".wal/", "request")],
         "unknown",
     ),
 }
+# Faults on the flush that folds an acknowledged write into a Lance version on S3.
+_FLUSH_KINDS: dict[str, list[tuple[str, str, Any]]] = {
+    "flush: data answer lost": [("PutObject", "/data/", "answer")],
+    "flush: manifest answer lost": [("PutObject", "/_versions/", "answer")],
+    "flush: manifest answer and read-back lost": [
+        ("PutObject", "/_versions/", "answer"),
+        ("GetObject", "/_versions/", "request"),
+    ],
+}
+
+
+@dataclass
+class _Tally:
+    """The lost-answers trials: the instances, the faults, and what the trials found."""
+
+    p: LanceDBStorageService
+    observer: LanceDBStorageService
+    faults: LostAnswers
+    user: str
+    trials: int
+    outcomes: dict[str, dict[str, int]]
+    wrong: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+    unfired: int = 0
+
+    def said(self, kind: str, outcome: str) -> None:
+        self.outcomes[kind][outcome] = self.outcomes[kind].get(outcome, 0) + 1
+
+
+async def _outcome(call: Callable[[], Any]) -> str:
+    """What an S3-primary write or flush reported: committed, unknown or not committed."""
+    try:
+        await call()
+    except CommitOutcomeUnknown:
+        return "unknown"
+    except S3Error as exc:
+        return "not committed" if "nothing was written" in str(exc) else "error"
+    return "committed"
+
+
+async def _lost_writes(tally: _Tally) -> None:
+    """Writes whose log PUT loses its answer: what each reports is what S3 holds."""
+    p, faults, user = tally.p, tally.faults, tally.user
+    for k, (kind, (arms, expected)) in enumerate(_LOST_KINDS.items()):
+        for t in range(tally.trials):
+            doc_id = f"kind{k}-{t}"
+            for op, part, what in arms:
+                faults.lose(op, part, what)
+            said = await _outcome(functools.partial(p.add_documents, user, [document(doc_id, t)]))
+            tally.unfired += faults.armed
+            faults.disarm()
+            tally.said(kind, said)
+            on_s3 = await tally.observer.get_document(user, doc_id) is not None
+            if said == "unknown":
+                await p.refresh(user)
+                if (await p.get_document(user, doc_id) is not None) != on_s3:
+                    tally.unresolved.append(doc_id)
+            elif (said == "committed") != on_s3 or said != expected:
+                tally.wrong.append(f"{doc_id}: said {said}, on S3: {on_s3}")
+
+
+async def _lost_flushes(tally: _Tally) -> list[str]:
+    """Flushes whose requests lose answers; returns the records S3's Lance table then holds
+    other than exactly once."""
+    p, faults, user = tally.p, tally.faults, tally.user
+    for k, (kind, arms) in enumerate(_FLUSH_KINDS.items()):
+        for t in range(tally.trials):
+            doc_id = f"flush{k}-{t}"
+            await p.add_documents(user, [document(doc_id, t)])
+            for op, part, what in arms:
+                faults.lose(op, part, what)
+            tally.said(kind, await _outcome(lambda: p.flush(user)))
+            tally.unfired += faults.armed
+            faults.disarm()
+            if await tally.observer.get_document(user, doc_id) is None:
+                tally.wrong.append(f"{doc_id}: acknowledged, unreadable after a flush fault")
+    # get_user_connection flushes what the faults left in memory and in S3's log first.
+    table = await (await p.get_user_connection(user)).open_table("documents")
+    ids = (await table.query().select(["id"]).to_arrow()).column("id").to_pylist()
+    wanted = [f"flush{k}-{t}" for k in range(len(_FLUSH_KINDS)) for t in range(tally.trials)]
+    return [f"{d} x{ids.count(d)}" for d in wanted if ids.count(d) != 1]
 
 
 async def run_lost_answers(ctx: SuiteContext, section: Section) -> None:
@@ -216,51 +303,44 @@ async def run_lost_answers(ctx: SuiteContext, section: Section) -> None:
     ep = ctx.endpoint_below("lost-answers")
     trials = 3 if ctx.scale.device_rounds < 50 else 8
     user = "lost"
-    outcomes: dict[str, dict[str, int]] = {k: {} for k in _LOST_KINDS}
-    wrong: list[str] = []
-    unresolved: list[str] = []
-    unfired = 0
     p = _service(PRIMARY, ctx.folder("lost", "p"), ep, "inst-p")
     observer = _service(PRIMARY, ctx.folder("lost", "o"), ep, "inst-o", CACHE_MAX_STALENESS_MS="0")
     async with p, observer:
         await p.add_documents(user, [document("seed", 0)])
-        faults = LostAnswers(p._s3_client())
-        for k, (kind, (arms, expected)) in enumerate(_LOST_KINDS.items()):
-            for t in range(trials):
-                doc_id = f"kind{k}-{t}"
-                for op, part, what in arms:
-                    faults.lose(op, part, what)
-                try:
-                    await p.add_documents(user, [document(doc_id, t)])
-                    said = "committed"
-                except CommitOutcomeUnknown:
-                    said = "unknown"
-                except S3Error as exc:
-                    said = "not committed" if "nothing was written" in str(exc) else "error"
-                unfired += faults.armed
-                faults.disarm()
-                outcomes[kind][said] = outcomes[kind].get(said, 0) + 1
-                on_s3 = await observer.get_document(user, doc_id) is not None
-                if said == "unknown":
-                    await p.refresh(user)
-                    if (await p.get_document(user, doc_id) is not None) != on_s3:
-                        unresolved.append(doc_id)
-                elif (said == "committed") != on_s3 or said != expected:
-                    wrong.append(f"{doc_id}: said {said}, on S3: {on_s3}")
-    section.figure(trials_per_kind=trials, outcomes=outcomes, wrong=wrong[:5], unfired=unfired)
+        outcomes: dict[str, dict[str, int]] = {k: {} for k in [*_LOST_KINDS, *_FLUSH_KINDS]}
+        tally = _Tally(p, observer, LostAnswers(p._s3_client()), user, trials, outcomes)
+        await _lost_writes(tally)
+        twice = await _lost_flushes(tally)
+    section.figure(
+        trials_per_kind=trials,
+        outcomes=tally.outcomes,
+        wrong=tally.wrong[:5],
+        twice_or_missing=twice[:5],
+        unfired=tally.unfired,
+    )
     total = trials * len(_LOST_KINDS)
-    section.summary = f"{total} writes with a lost answer: {len(wrong)} misreported"
+    flushes = trials * len(_FLUSH_KINDS)
+    section.summary = (
+        f"{total} writes and {flushes} flushes with a lost answer: {len(tally.wrong)} "
+        f"misreported, {len(twice)} records committed twice or not at all"
+    )
     section.check(
         "a write reported committed is on S3, one reported not committed is not",
-        not wrong,
-        "; ".join(wrong[:3]) or f"{total} outcomes as S3 holds them",
+        not tally.wrong,
+        "; ".join(tally.wrong[:3]) or f"{total} outcomes as S3 holds them",
     )
+    unknown = tally.outcomes["log answer and read-back lost"]
     section.check(
         "an unknown outcome is said so and the next refresh shows the truth",
-        not unresolved and outcomes["manifest answer and read-back lost"].get("unknown") == trials,
-        f"unresolved {unresolved}; outcomes {outcomes['manifest answer and read-back lost']}",
+        not tally.unresolved and unknown.get("unknown") == trials,
+        f"unresolved {tally.unresolved}; outcomes {unknown}",
     )
-    section.check("every injected fault fired", unfired == 0, f"{unfired} armed faults unused")
+    section.check(
+        "a flush whose answer was lost commits its records exactly once",
+        not twice,
+        "; ".join(twice[:3]) or f"{flushes} flushes, each record once in S3's table",
+    )
+    section.check("every injected fault fired", tally.unfired == 0, f"{tally.unfired} unused")
 
 
 async def _wait(cond: Callable[[], Any], timeout_s: float) -> float | None:

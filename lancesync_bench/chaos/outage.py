@@ -139,7 +139,11 @@ def _judge(section: Section, f: dict[str, Any]) -> None:
         section.check(
             f"{mode}: every write during the outage fails with an S3 error",
             f["writes_acknowledged"]["outage"] == 0
-            and set(f["errors_outage"]) <= {"S3Unavailable", "S3Error", "unreachable"},
+            # CommitOutcomeUnknown: the connection broke after the log PUT was sent, and
+            # the read-back failed too; such a write is not acknowledged, and the
+            # no-acknowledged-write-lost check covers the ones that were.
+            and set(f["errors_outage"])
+            <= {"S3Unavailable", "S3Error", "CommitOutcomeUnknown", "unreachable"},
             f"{f['writes_failed']['outage']}/{outage_writes} failed; errors {f['errors_outage']}",
         )
         section.check(

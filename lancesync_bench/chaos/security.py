@@ -57,6 +57,9 @@ __all__ = ["BenchmarkRun", "RequestLog", "captured_logs", "run_security", "scan_
 _RUN_TIMEOUT_S = 600.0
 
 
+MULTI_DELETE = "<multi-object delete>"
+
+
 class RequestLog:
     """A proxy ``rewrite`` that changes nothing and remembers each request's S3 keys."""
 
@@ -69,8 +72,13 @@ class RequestLog:
         parts = urlsplit(head.target)
         path = unquote(parts.path).lstrip("/")
         bucket, _, key = path.partition("/")
-        prefix = parse_qs(parts.query).get("prefix", [""])[0]
+        query = parse_qs(parts.query, keep_blank_values=True)
+        prefix = query.get("prefix", [""])[0]
         addressed = (key or prefix) if bucket == self.bucket else f"<bucket {bucket!r}>"
+        if bucket == self.bucket and not key and "delete" in query:
+            # A multi-object delete names its keys in the body, which the proxy does not
+            # read: it can only remove objects, so the check below compares bob's listing.
+            addressed = MULTI_DELETE
         with self._lock:
             self.keys.append(addressed)
         return raw
@@ -126,10 +134,18 @@ async def _isolation(ctx: SuiteContext, mode: str, log_text: io.StringIO) -> dic
         sent = recorder.take()
     mine = (ep.key("users", "alice") + "/", ep.key(PROBE_FOLDER) + "/")
     # A listing of exactly alice's table folder (no trailing slash) is hers as well.
-    strays = sorted({k for k in sent if not k.startswith(mine) and k != ep.key("users", "alice")})
+    strays = sorted(
+        {
+            k
+            for k in sent
+            if not k.startswith(mine) and k not in (ep.key("users", "alice"), MULTI_DELETE)
+        }
+    )
     return {
         "mode": mode,
         "requests_by_alice": len(sent),
+        # Checked by bob_prefix_unchanged: a multi-object delete can only remove keys.
+        "multi_object_deletes": sent.count(MULTI_DELETE),
         "requests_outside_her_prefix": strays[:10],
         "bob_folder_unchanged": folder_snapshot(root / "users" / "bob") == bob_folder,
         "bob_prefix_unchanged": (s3_listing(ep, "users", "bob") if mode != LOCAL else {})

@@ -53,6 +53,7 @@ __all__ = [
     "WriteLog",
     "decode_records",
     "encode_records",
+    "parse_frames",
     "read_segment",
 ]
 
@@ -123,6 +124,25 @@ def read_segment(path: Path) -> Iterator[tuple[int, bytes]]:
         )
 
 
+def parse_frames(data: bytes, name: str) -> list[tuple[int, bytes]]:
+    """``(offset, payload)`` of every frame of a log object written whole in one request
+    (an S3 log object: no torn tail can exist). Any damaged frame is a
+    :class:`LogCorruptError` naming ``name`` and the offset."""
+    frames: list[tuple[int, bytes]] = []
+    offset, size = 0, len(data)
+    while offset < size:
+        problem = _frame_problem(data, offset)
+        if problem is not None:
+            raise LogCorruptError(
+                f"write log object {name} is damaged at offset {offset} ({problem[1]}); "
+                "nothing was read past it or deleted"
+            )
+        length = _HEADER.unpack_from(data, offset)[1]
+        frames.append((offset, data[offset + _HEADER.size : offset + _HEADER.size + length]))
+        offset += _HEADER.size + length
+    return frames
+
+
 def _frame_problem(data: bytes, offset: int) -> tuple[int, str] | None:
     """None for an intact frame at ``offset``, else (where the damage ends, what it is)."""
     size = len(data)
@@ -187,6 +207,18 @@ class WriteLog:
             return []
         return sorted(p for p in self.folder.iterdir() if p.suffix == _SUFFIX)
 
+    async def segments(self) -> list[Path]:
+        """The segments a restart must replay, oldest first (the tier's log interface)."""
+        return self.existing()
+
+    async def read(self, segment: Path) -> list[tuple[int, bytes]]:
+        """The intact frames of a segment (see :func:`read_segment`)."""
+        return list(read_segment(segment))
+
+    def segment_count(self) -> int:
+        """How many segments are on disk."""
+        return len(self.existing())
+
     def start(self) -> Segment:
         """Open a new segment numbered above every segment this log or the disk has seen."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -233,6 +265,10 @@ class WriteLog:
         path.unlink(missing_ok=True)
         if self.durability == "fsync":
             _fsync_dir(self.folder)
+
+    async def aclose(self) -> None:
+        """Close the log (the tier's log interface): see :meth:`close`."""
+        self.close()
 
     def close(self) -> None:
         """Close the current segment's file (it stays on disk; empty ones are removed)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import time
@@ -18,8 +19,11 @@ import pyarrow.compute as pc
 
 from lancesync_bench.errors import CommitOutcomeUnknown, LanceSyncError, S3Error, S3Unavailable
 from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy
+from lancesync_bench.storage.log import decode_records, parse_frames
+from lancesync_bench.storage.memtable import MemTable
 from lancesync_bench.storage.replica import Replica
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
+from lancesync_bench.storage.s3log import ADOPT_AFTER_S, S3Log
 from lancesync_bench.storage.schema import TABLE_NAME, record_to_document, sql_string
 from lancesync_bench.storage.stores import LocalStore, StoreContext, read_json, write_json_atomic
 from lancesync_bench.storage.transfer import (
@@ -32,6 +36,8 @@ from lancesync_bench.storage.transfer import (
 )
 
 __all__ = ["BackupStore", "S3PrimaryStore", "SyncStore"]
+
+_log = logging.getLogger("lancesync_bench.storage")
 
 
 def _report(
@@ -554,7 +560,14 @@ class SyncStore(LocalStore):
 
 
 class S3PrimaryStore(LocalStore):
-    """S3 holds the table; a verified local replica serves reads within a staleness bound."""
+    """S3 holds the table; a verified local replica serves reads within a staleness bound.
+
+    With the cache on, writes go through the write tier with S3 as its log
+    (:mod:`lancesync_bench.storage.s3log`): a write is one PUT of a log object, readable at
+    once by this instance (in memory) and by others at their next refresh (which reads the
+    log objects they lack); the tier folds them into Lance versions in the background,
+    committed through the replica. Without a cache, each write is a LanceDB commit to S3.
+    """
 
     def __init__(
         self,
@@ -573,14 +586,30 @@ class S3PrimaryStore(LocalStore):
         self._s3_db: Any = None
         self.stale = False
         self.last_refresh_report: SyncReport | None = None
+        # The S3 log (cache on): this writer's objects, and the ones of others read so far.
+        self.wal: S3Log | None = None
+        self._others: dict[str, pa.Table] = {}  # log object key -> its records
+        self._adopted: set[str] = set()  # other writers' objects taken over (see s3log)
 
     async def open(self) -> None:
-        """Open the replica (pulling what it lacks) or, without a cache, the S3 table itself."""
+        """Open the replica (pulling what it lacks) or, without a cache, the S3 table itself.
+
+        With the cache, this writer's log objects that no Lance version holds yet (a crash
+        before their flush) are replayed, and other writers' are read.
+        """
         stats = TransferStats()
         if self.cache:
             await self.replica.open(stats)
             self._table = self.replica.table
             self.docs = self.replica.docs
+            self.wal = S3Log(
+                self.replica.remote, f"{self.replica.remote.sidecar_key}.wal", self.ctx.writer
+            )
+            self.tier = self._new_tier(
+                log=self.wal, commit=self._commit_flush, recheck=self._recheck
+            )
+            await self.tier.open()
+            self._apply_others(await self._read_others(stats))
         else:
             import lancedb.index
 
@@ -597,6 +626,8 @@ class S3PrimaryStore(LocalStore):
                 )
                 await self._table.create_index("id", config=lancedb.index.BTree())
         await self._init_clock(self.docs)
+        if self.tier is not None:
+            self.clock.observe(self.tier.max_updated_at())
         if self.cache:  # without a cache the indexes are on S3: load them as reads need them
             self.load_search_params()
             self.start_prewarm()
@@ -609,48 +640,132 @@ class S3PrimaryStore(LocalStore):
         return self._s3_db
 
     async def _write(self, build: Callable[[list[int]], pa.Table], n: int) -> int:
-        """Commit ``n`` freshly stamped records to S3 (through the cache when it is on).
-
-        The records are stamped inside each commit attempt, after the clock has observed
-        every version the replica holds: a write that lost the race for a version to
-        another instance is stamped again after pulling the winner, so it is newer than
-        anything this instance could read before it was acknowledged (read-your-writes
-        whatever the instances' clocks say).
-        """
-        async with self.write_lock:
-            if not self.cache:
-                records = build(self.clock.take(n))
-                await self.docs.append(records)
-                return int(records.num_rows)
-            stats = TransferStats()
-
-            async def stamped_append(docs: DocTable) -> int:
-                self.clock.observe(self.replica.newest_seen)
-                records = build(self.clock.take(n))
-                await docs.append(records)
-                return int(records.num_rows)
-
-            try:
-                written = await self.replica.commit(stamped_append, stats)
-            except CommitOutcomeUnknown as exc:
-                self.last_error = f"write outcome unknown: {exc}"
-                raise CommitOutcomeUnknown(
-                    f"write of {n} document(s) may or may not be on S3: {exc}"
-                ) from exc
-            except S3Error as exc:
-                self.last_error = f"write not committed: {exc}"
-                # Same class (S3Unavailable stays S3Unavailable), a message that says the
-                # outcome: the push stopped before S3 took the manifest, or S3 said it lacks it.
-                raise type(exc)(
-                    f"write of {n} document(s) was not committed (nothing was written): {exc}"
-                ) from exc
-            self.last_error = None
-            self._table = self.replica.table
-        self._after_write()
+        """Make ``n`` freshly stamped records durable on S3: with the cache, one log object
+        through the write tier; without it, a LanceDB commit to the S3 table."""
+        if self.tier is not None:
+            # One PUT of a log object (see storage.s3log). Writes of different instances
+            # do not contend for anything on S3, so their order is the clock's: each write
+            # is stamped past everything this instance has seen. A view older than the
+            # staleness bound is refreshed first, so a write always outranks every write
+            # S3 acknowledged more than the bound before it, whatever the clocks say
+            # (only writes closer in time than that, unseen by each other, are ordered by
+            # the instances' clocks). Within the bound a write is that one PUT.
+            if time.monotonic() - self.replica.last_refresh >= self.staleness_s:
+                await self.refresh()
+            self.clock.observe(self.replica.newest_seen)
+        elif self.cache:
+            raise RuntimeError("the user's store is closed")
+        try:
+            if self.tier is not None:
+                written = await super()._write(build, n)
+            else:  # no cache: a LanceDB commit straight to the S3 table
+                async with self.write_lock:
+                    records = build(self.clock.take(n))
+                    await self.docs.append(records)
+                    written = int(records.num_rows)
+                self._after_write()
+        except CommitOutcomeUnknown as exc:
+            self.last_error = f"write outcome unknown: {exc}"
+            raise CommitOutcomeUnknown(
+                f"write of {n} document(s) may or may not be on S3: {exc}"
+            ) from exc
+        except S3Error as exc:
+            self.last_error = f"write not committed: {exc}"
+            # Same class (S3Unavailable stays S3Unavailable), a message that says the
+            # outcome: S3 does not hold the write.
+            raise type(exc)(
+                f"write of {n} document(s) was not committed (nothing was written): {exc}"
+            ) from exc
+        self.last_error = None
         return written
+
+    async def _commit_flush(self, records: pa.Table) -> None:
+        """The tier's flush: one Lance version through the replica (conflict-safe)."""
+        await self.replica.commit(lambda docs: docs.append(records), TransferStats())
+        self._table = self.replica.table
+
+    async def _recheck(self) -> None:
+        """Before asking whether an interrupted flush landed: see what S3 holds now."""
+        await self.replica.refresh(TransferStats())
+        self._table = self.replica.table
+
+    async def _index_new_rows(self) -> None:
+        """Add flushed rows to the id index, committed to S3 like any other version."""
+        if not self.cache:
+            return
+        await self.replica.commit(lambda docs: docs.index_new_rows(), TransferStats())
+        self._table = self.replica.table
+
+    async def _read_others(self, stats: TransferStats) -> dict[str, pa.Table]:
+        """Other writers' log objects: one LIST, then a GET of each not read before.
+
+        Objects older than ``ADOPT_AFTER_S`` lost their writer: the tier takes them over
+        (they are read at once and folded into Lance by the next flush).
+        """
+        assert self.wal is not None and self.tier is not None
+        wal = self.wal
+        stats.count("LIST")
+        listing = await asyncio.to_thread(wal.list_objects)
+        now = time.time()
+        current: dict[str, pa.Table | None] = {}
+        adopt: list[str] = []
+        listed = set()
+        for obj in listing:
+            listed.add(obj.key)
+            if obj.key in wal.mine or obj.key in self._adopted:
+                continue  # held by the tier already
+            if now - obj.modified >= ADOPT_AFTER_S:
+                adopt.append(obj.key)
+            else:
+                current[obj.key] = self._others.get(obj.key)
+        self._adopted &= listed
+        wanted = [k for k, v in current.items() if v is None] + adopt
+        read: dict[str, pa.Table] = {}
+        for start in range(0, len(wanted), 8):
+            chunk = wanted[start : start + 8]
+            stats.count("GET", len(chunk))
+            tables = await asyncio.gather(*(self._read_object(k, stats) for k in chunk))
+            read.update(zip(chunk, tables, strict=True))
+        for key in adopt:
+            if not read[key].num_rows:
+                continue  # gone meanwhile: its writer folded it in after all
+            _log.info("taking over log object %s (its writer is gone)", key)
+            self.tier.adopt(read[key], [key])
+            self._adopted.add(key)
+        return {k: (v if v is not None else read[k]) for k, v in current.items()}
+
+    async def _read_object(self, key: str, stats: TransferStats) -> pa.Table:
+        assert self.wal is not None
+        data = await asyncio.to_thread(self.wal.get, key)
+        if data is None:  # folded into a version (which the refresh then installs), deleted
+            return pa.table({})
+        stats.down(len(data))
+        frames = parse_frames(data, f"s3://{self.wal.remote.bucket}/{key}")
+        tables = [decode_records(payload) for _, payload in frames]
+        tables = [t for t in tables if t.num_rows]
+        return pa.concat_tables(tables) if tables else pa.table({})
+
+    def _apply_others(self, others: dict[str, pa.Table]) -> None:
+        """Show reads the other writers' records just read (a new in-memory table when the
+        set of objects changed)."""
+        assert self.tier is not None
+        if others.keys() == self._others.keys():
+            return
+        self._others = others
+        tables = [t for t in others.values() if t.num_rows]
+        if not tables:
+            self.tier.others = None
+            return
+        mem = MemTable(self.ctx.dim)
+        for table in tables:
+            mem.insert(table)
+        self.tier.others = mem
+        self.clock.observe(mem.max_updated_at)
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
         """The live document, or None; its timestamp joins what this instance has seen."""
+        if self.tier is not None:
+            return await super().get(doc_id)
         record = await (await self.read_docs()).get_record(doc_id)
         if record is None:
             return None
@@ -668,6 +783,9 @@ class S3PrimaryStore(LocalStore):
         start = time.perf_counter()
         stats = TransferStats()
         try:
+            # The log first: an object missing from it was folded into a version that the
+            # manifest listing after it then finds (the writer commits, then deletes).
+            others = await self._read_others(stats) if self.tier is not None else None
             await self.replica.refresh(stats)
         except S3Unavailable as exc:
             self.stale = True
@@ -679,6 +797,9 @@ class S3PrimaryStore(LocalStore):
         self.last_error = None
         self._table = self.replica.table
         self.clock.observe(self.replica.newest_seen)
+        if self.tier is not None and others is not None:
+            self.tier.observe_lance(self.replica.newest_seen)
+            self._apply_others(others)
         report = _report(
             "refresh", self.ctx, stats, start, remote_version=self.replica.remote_version
         )
@@ -687,6 +808,7 @@ class S3PrimaryStore(LocalStore):
 
     async def maintain(self) -> Any:
         """Compact through the replica so that the result is committed to S3."""
+        await self.flush()
         await self.wait_calibration()
         async with self.maintenance_lock:
             if not self.cache:
@@ -719,6 +841,36 @@ class S3PrimaryStore(LocalStore):
             await self.docs.prewarm()
         await self.calibrate_when_due()
         return report
+
+    async def wait_idle(self) -> None:
+        """Also wait until the flushed log objects are deleted from S3."""
+        await super().wait_idle()
+        if self.wal is not None:
+            await self.wal.settle()
+
+    async def _flush_for_status(self) -> None:
+        """Flush before counting; with S3 unreachable, count what Lance holds and say so
+        (the log objects on S3 keep the rest)."""
+        try:
+            await self.flush()
+        except S3Unavailable as exc:
+            self.stale = True
+            self.last_error = f"flush before status failed: {exc}"
+
+    async def close(self) -> None:
+        """Flush and release. With S3 unreachable the flush cannot commit: the writes stay
+        in their log objects on S3 (acknowledged writes are never only in memory here),
+        and the next open folds them in."""
+        try:
+            await super().close()
+        except S3Unavailable as exc:
+            _log.warning(
+                "user %s: closed with writes still in the S3 log (flush failed: %s)",
+                self.ctx.user_id,
+                exc,
+            )
+            self.tier = None
+            self._table = None
 
     async def status(self) -> StoreStatus:
         """Cache and S3 versions, and whether reads may be stale.

@@ -155,19 +155,25 @@ class LocalStore:
         else:
             self._table = await self.db.create_table(TABLE_NAME, schema=schema(self.ctx.dim))
             await self._table.create_index("id", config=lancedb.index.BTree())
-        self.tier = WriteTier(
-            self.docs,
-            self.wal_dir,
-            dim=self.ctx.dim,
-            policy=self.ctx.tier,
-            on_flush=self._after_write,
-        )
+        self.tier = self._new_tier()
         await self.tier.open()  # replays what a crash left in the log
         self.clock.observe(self.tier.max_updated_at())
         self.load_search_params()
         self.start_prewarm()
         await self.calibrate_when_due()
         await self._reshape_on_open()
+
+    def _new_tier(self, **where: Any) -> WriteTier:
+        """The write tier over ``self.docs`` (``where``: the S3-primary mode's log and
+        commit path; by default a local log in ``wal_dir``)."""
+        return WriteTier(
+            self.docs,
+            self.wal_dir,
+            dim=self.ctx.dim,
+            policy=self.ctx.tier,
+            on_flush=self._after_write,
+            **where,
+        )
 
     async def _reshape_on_open(self) -> None:
         """Bring a neglected table back to shape without being asked: compact one left with
@@ -284,15 +290,17 @@ class LocalStore:
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
         """The live document, or None (the newest acknowledged write, always)."""
+        docs = await self.read_docs()
         if self.tier is not None:
             return await self.tier.get(doc_id)
-        return await (await self.read_docs()).get(doc_id)
+        return await docs.get(doc_id)
 
     async def search(self, vector: Sequence[float], k: int) -> list[dict[str, Any]]:
         """The ``k`` nearest live documents."""
+        docs = await self.read_docs()
         if self.tier is not None:
             return await self.tier.search(vector, k)
-        return await (await self.read_docs()).search(vector, k)
+        return await docs.search(vector, k)
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -339,13 +347,17 @@ class LocalStore:
         async def index() -> None:
             try:
                 async with self.maintenance_lock:
-                    await self.docs.index_new_rows()
+                    await self._index_new_rows()
             except Exception as exc:  # reads stay correct, only slower
                 self._upkeep_failed("id index update", exc)
             if self._index_again:
                 self._index_flushed_rows()
 
         self._indexing = asyncio.get_running_loop().create_task(index())
+
+    async def _index_new_rows(self) -> None:
+        """Add flushed rows to the id index (the S3-primary mode commits it to S3)."""
+        await self.docs.index_new_rows()
 
     async def _maintain_quietly(self) -> None:
         try:
@@ -464,7 +476,7 @@ class LocalStore:
 
         Counting documents reads the Lance table, so the write log is flushed first.
         """
-        await self.flush()
+        await self._flush_for_status()
         return StoreStatus(
             user_id=self.ctx.user_id,
             mode=self.ctx.mode,
@@ -479,6 +491,9 @@ class LocalStore:
             background=asdict(self.background),
             upkeep=asdict(self.upkeep),
         )
+
+    async def _flush_for_status(self) -> None:
+        await self.flush()
 
     async def close(self) -> None:
         """Finish background work and release the table (a prewarm still running is dropped:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -35,16 +35,43 @@ import pyarrow as pa
 from lancesync_bench.storage.doctable import DocTable
 from lancesync_bench.storage.log import (
     Durability,
-    Segment,
     WriteLog,
     decode_records,
     encode_records,
-    read_segment,
 )
 from lancesync_bench.storage.memtable import MemTable, RecordKey
 from lancesync_bench.storage.schema import record_to_document
 
-__all__ = ["TierPolicy", "WriteTier"]
+__all__ = ["TierLog", "TierPolicy", "WriteTier"]
+
+
+class TierLog(Protocol):
+    """Where the tier makes writes durable: the local :class:`WriteLog`, or the S3-primary
+    mode's :class:`~lancesync_bench.storage.s3log.S3Log`."""
+
+    @property
+    def durability(self) -> str: ...
+
+    frames: int
+    flushes: int
+
+    def append(
+        self, frame: bytes, then: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]: ...
+
+    def rotate(self) -> Any: ...
+
+    async def drain(self) -> None: ...
+
+    def remove(self, segment: Any) -> None: ...
+
+    async def segments(self) -> list[Any]: ...
+
+    async def read(self, segment: Any) -> list[tuple[int, bytes]]: ...
+
+    def segment_count(self) -> int: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +106,7 @@ class _Frozen:
     """Rows waiting for their Lance commit, and the log segments that hold them."""
 
     mem: MemTable
-    segments: list[Segment | Path] = field(default_factory=list)
+    segments: list[Any] = field(default_factory=list)
     attempted: bool = False
 
 
@@ -94,12 +121,24 @@ class WriteTier:
         dim: int,
         policy: TierPolicy | None = None,
         on_flush: Callable[[int, bool], None] | None = None,
+        log: TierLog | None = None,
+        commit: Callable[[pa.Table], Awaitable[Any]] | None = None,
+        recheck: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``log``: where writes become durable (default: a local log in ``folder``);
+        ``commit``: how a flush commits records (default: append to ``docs``); ``recheck``:
+        run before asking whether an interrupted commit landed (the S3-primary mode
+        refreshes its replica there, so the answer is S3's)."""
         self.docs = docs
         self.dim = dim
         self.policy = policy or TierPolicy()
-        self.log = WriteLog(folder, durability=self.policy.durability)
+        self.log: TierLog = log or WriteLog(folder, durability=self.policy.durability)
+        self._commit = commit or docs.append
+        self._recheck = recheck
         self._on_flush = on_flush
+        # Other writers' acknowledged records not yet in a Lance version this process has
+        # installed (the S3-primary mode reads them from S3's log): read, never flushed here.
+        self.others: MemTable | None = None
         self.active = MemTable(dim)
         self._active_since: float | None = None
         self._frozen: list[_Frozen] = []
@@ -120,8 +159,8 @@ class WriteTier:
         """Replay what the log holds beyond the Lance table, then start the flusher."""
         self.lance_max_ts = await self.docs.max_updated_at()
         replay = _Frozen(MemTable(self.dim))
-        for path in self.log.existing():
-            batches = [decode_records(payload) for _, payload in read_segment(path)]
+        for path in await self.log.segments():
+            batches = [decode_records(payload) for _, payload in await self.log.read(path)]
             batches = [b for b in batches if b.num_rows]
             if batches and not await self._committed(batches[0]):
                 for batch in batches:
@@ -152,7 +191,7 @@ class WriteTier:
             # Not cancelled: a flush under way finishes its commit, then the loop ends.
             await asyncio.wait({self._flusher})
         await self.flush()
-        self.log.close()
+        await self.log.aclose()
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -235,9 +274,11 @@ class WriteTier:
                     records = frozen.mem.to_table()
                     # A commit interrupted after Lance took it (a cancelled task) must not
                     # be made twice: look for its first record before trying again.
+                    if frozen.attempted and self._recheck is not None:
+                        await self._recheck()
                     if not (frozen.attempted and await self._committed(records)):
                         frozen.attempted = True
-                        await self.docs.append(records)
+                        await self._commit(records)
                     self.lance_max_ts = max(self.lance_max_ts, frozen.mem.max_updated_at)
                     committed += frozen.mem.rows
                     self.flushes += 1
@@ -253,8 +294,19 @@ class WriteTier:
 
     # -- reads ------------------------------------------------------------------------------
 
+    def adopt(self, records: pa.Table, segments: list[Any]) -> None:
+        """Take over records whose writer is gone (their log ``segments`` are removed once
+        they are in Lance): they are read from now on and flushed with the next flush."""
+        mem = MemTable(self.dim)
+        mem.insert(records)
+        # As if a commit had been tried: the flush first asks whether the writer committed
+        # them before it went away.
+        self._frozen.append(_Frozen(mem, segments, attempted=True))
+        self._wake.set()
+
     def _memtables(self) -> list[MemTable]:
-        return [self.active, *(f.mem for f in reversed(self._frozen))]
+        mems = [self.active, *(f.mem for f in reversed(self._frozen))]
+        return mems if self.others is None else [*mems, self.others]
 
     @staticmethod
     def _mem_winner(
@@ -356,7 +408,7 @@ class WriteTier:
         return {
             "durability": self.log.durability,
             "memory_rows": sum(m.rows for m in self._memtables()),
-            "log_segments": len(self.log.existing()),
+            "log_segments": self.log.segment_count(),
             "log_frames": self.log.frames,
             "log_flushes": self.log.flushes,
             "lance_flushes": self.flushes,

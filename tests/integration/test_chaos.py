@@ -115,7 +115,8 @@ def test_quick_suite_passes_every_check_and_records_every_figure(
     assert clock["acknowledged_writes"] > 0 and clock["writes_lost"] == 0
     assert clock["own_reads_stale"] == 0 and clock["diverged_at_skews"] == []
     lost = sections["lost_answers"]["figures"]
-    assert lost["outcomes"]["manifest answer lost"] == {"committed": lost["trials_per_kind"]}
+    assert lost["outcomes"]["log answer lost"] == {"committed": lost["trials_per_kind"]}
+    assert lost["twice_or_missing"] == [] and lost["wrong"] == []
     background = sections["background"]["figures"]
     assert background["failures_counted"] >= 2 and background["documents_on_other_device"] == 5
     integrity = sections["integrity"]["figures"]

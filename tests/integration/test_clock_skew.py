@@ -97,16 +97,18 @@ def test_s3_primary_instance_reads_its_own_write_whatever_its_clock(
     _, wall_b = skewed(skew_s)
 
     async def scenario() -> None:
-        lazy = {"CACHE_MAX_STALENESS_MS": "3600000"}  # B does not look at S3 before writing
+        # B's staleness bound is 50 ms: a write on an older view looks at S3 first.
+        bound = {"CACHE_MAX_STALENESS_MS": "50"}
         async with (
             open_service(PRIMARY, tmp_path / "A", s3, device="A") as a,
-            open_service(PRIMARY, tmp_path / "B", s3, device="B", wall_clock=wall_b, **lazy) as b,
+            open_service(PRIMARY, tmp_path / "B", s3, device="B", wall_clock=wall_b, **bound) as b,
         ):
             await b.add_documents(USER, [doc("seed", "seed")])
             await a.refresh(USER)
             await a.add_documents(USER, [doc("x", "x by A")])
-            # B's commit loses the race for the version A took; it pulls A's version and is
-            # stamped again past A's record, so B's acknowledged write is the newest.
+            await asyncio.sleep(0.06)
+            # B's view is older than its bound: its write refreshes first, reads A's record
+            # from S3's log, and is stamped past it, so B's acknowledged write is the newest.
             await b.add_documents(USER, [doc("x", "x by B")])
             assert await text_of(b, "x") == "x by B"
             await a.refresh(USER)
@@ -115,6 +117,7 @@ def test_s3_primary_instance_reads_its_own_write_whatever_its_clock(
             await a.add_documents(USER, [doc("x", "x by A again")])
             await b.refresh(USER)
             assert await text_of(b, "x") == "x by A again"
+            await asyncio.sleep(0.06)
             await b.delete_documents(USER, ["x"])
             assert await text_of(b, "x") is None
             await a.refresh(USER)

@@ -1,12 +1,12 @@
 """A commit whose answer is lost is resolved before the caller is answered.
 
 S3 may take a request and the answer never arrive (a connection dropped or timed out after
-sending). For the manifest PUT, which decides whether a write happened, the service reads
-the version back and reports the truth: committed when S3 holds our manifest (by SHA-256),
-not committed when it holds nothing, and "outcome unknown" only when the read-back fails
-too. The faults are injected on the service's real boto3 client through botocore's event
-hooks (``netem.lost.LostAnswers``): the request reaches the real S3 server (or not), and
-only the answer is replaced by a dropped connection.
+sending). For the request that decides whether a write happened (the S3-primary mode's log
+PUT, a manifest PUT), the service reads the key back and reports the truth: written when
+S3 holds our bytes, not written when it holds nothing, and "outcome unknown" only when the
+read-back fails too. The faults are injected on the service's real boto3 client through
+botocore's event hooks (``netem.lost.LostAnswers``): the request reaches the real S3
+server (or not), and only the answer is replaced by a dropped connection.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ async def on_s3(s3: S3Endpoint, doc_id: str) -> bool:
 def test_s3_primary_write_reports_what_s3_holds_after_a_lost_answer(
     s3: S3Endpoint, tmp_path: Path
 ) -> None:
+    """A write is one PUT of a log object: a lost answer is resolved by reading it back."""
+
     async def scenario() -> None:
         async with (
             open_service(PRIMARY, tmp_path / "A", s3, device="A") as a,
@@ -54,49 +56,60 @@ def test_s3_primary_write_reports_what_s3_holds_after_a_lost_answer(
             await a.add_documents(USER, [doc("seed")])
             faults = Faults(a)
 
-            # 1. The manifest PUT reached S3, its answer was lost: read back, ours, committed.
-            faults.lose("PutObject", "/_versions/")
-            assert await a.add_documents(USER, [doc("m-landed")]) == 1
+            # 1. The log PUT reached S3, its answer was lost: read back, ours, acknowledged.
+            faults.lose("PutObject", ".wal/")
+            assert await a.add_documents(USER, [doc("w-landed")]) == 1
             assert faults.hits and not faults.armed
-            assert await on_s3(s3, "m-landed")
-            assert (await b.get_document(USER, "m-landed")) is not None
-            assert (await a.get_document(USER, "m-landed")) is not None
+            assert (await b.get_document(USER, "w-landed")) is not None
+            assert (await a.get_document(USER, "w-landed")) is not None
 
-            # 2. A data file's answer was lost (botocore gives up): the push stops before the
-            #    manifest, nothing was written, and the error says so.
-            faults.lose("PutObject", "/data/")
-            with pytest.raises(S3Unavailable, match="nothing was written"):
-                await a.add_documents(USER, [doc("d-lost")])
-            assert not await on_s3(s3, "d-lost")
-            assert await a.get_document(USER, "d-lost") is None
-
-            # 3. The manifest PUT never left: the read-back finds no such version.
-            faults.lose("PutObject", "/_versions/", "request")
+            # 2. The log PUT never left: the read-back finds nothing; not written, and said so.
+            faults.lose("PutObject", ".wal/", "request")
             with pytest.raises(S3Unavailable, match="nothing was written") as info:
-                await a.add_documents(USER, [doc("m-unsent")])
+                await a.add_documents(USER, [doc("w-unsent")])
             assert not isinstance(info.value, CommitOutcomeUnknown)
-            assert not await on_s3(s3, "m-unsent")
-            assert await b.get_document(USER, "m-unsent") is None
+            assert await a.get_document(USER, "w-unsent") is None
+            assert await b.get_document(USER, "w-unsent") is None
 
-            # 4. The manifest's answer and the read-back are both lost: the outcome is
-            #    unknown and said to be; the next refresh shows the write S3 took.
+            # 3. The answer and the read-back are both lost: the outcome is unknown and said
+            #    to be; the next refresh shows the write S3 took, on both instances.
+            faults.lose("PutObject", ".wal/")
+            faults.lose("GetObject", ".wal/", "request")
+            with pytest.raises(CommitOutcomeUnknown, match="may or may not be on S3"):
+                await a.add_documents(USER, [doc("w-unknown")])
+            await a.refresh(USER)
+            assert (await a.get_document(USER, "w-unknown")) is not None
+            assert (await b.get_document(USER, "w-unknown")) is not None
+
+            # 4. A flush's manifest PUT reached S3, its answer was lost: read back, ours.
+            await a.add_documents(USER, [doc("f-landed")])
+            faults.lose("PutObject", "/_versions/")
+            await a.flush(USER)
+            assert faults.hits and not faults.armed
+            assert await on_s3(s3, "f-landed")
+
+            # 5. A flush's manifest answer and its read-back are both lost: the flush fails,
+            #    the records stay in memory and in S3's log, and the next flush finds the
+            #    version S3 took instead of committing the records twice.
+            await a.add_documents(USER, [doc("f-unknown")])
             faults.lose("PutObject", "/_versions/")
             faults.lose("GetObject", "/_versions/", "request")
-            with pytest.raises(CommitOutcomeUnknown, match="may or may not be on S3"):
-                await a.add_documents(USER, [doc("m-unknown")])
-            assert await on_s3(s3, "m-unknown")
-            await a.refresh(USER)
-            assert (await a.get_document(USER, "m-unknown")) is not None
-            status = await a.status(USER)
-            assert status.in_sync
+            with pytest.raises(CommitOutcomeUnknown):
+                await a.flush(USER)
+            assert (await a.get_document(USER, "f-unknown")) is not None
+            await a.flush(USER)
+            ids = [r["id"] for r in (await remote_records(s3, USER)).to_pylist()]
+            assert ids.count("f-unknown") == 1, ids
 
             # Later writes go on normally, and both instances agree.
             await a.add_documents(USER, [doc("after")])
+            await a.flush(USER)
             for svc in (a, b):
-                for doc_id in ("seed", "m-landed", "m-unknown", "after"):
+                await svc.refresh(USER)
+                for doc_id in ("seed", "w-landed", "w-unknown", "f-landed", "f-unknown", "after"):
                     assert await svc.get_document(USER, doc_id) is not None, doc_id
-                for doc_id in ("d-lost", "m-unsent"):
-                    assert await svc.get_document(USER, doc_id) is None, doc_id
+                assert await svc.get_document(USER, "w-unsent") is None
+            assert (await a.status(USER)).in_sync
 
     asyncio.run(scenario())
 

@@ -172,6 +172,17 @@ class _Crash(Exception):
     """Stands for the process dying: nothing after it runs, nothing is rolled back."""
 
 
+def _die(svc: LanceDBStorageService) -> None:
+    """Stop a service as a dead process stops: its background work ends, nothing is
+    flushed or closed (its files and S3 objects stay as they are)."""
+    for store in svc._stores.values():
+        if store.tier is not None:
+            store.tier._closed = True
+            if store.tier._flusher is not None:
+                store.tier._flusher.cancel()
+    svc._closed = True
+
+
 @pytest.mark.parametrize("dies_at", ["_transactions/", "_versions/"])
 def test_push_interrupted_before_its_manifest_is_completed_on_restart(
     dies_at: str, s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -198,14 +209,18 @@ def test_push_interrupted_before_its_manifest_is_completed_on_restart(
         assert await reader.get_document(USER, "d0") is not None
         data_before = set(_data_keys(s3))
 
+        # The write is acknowledged once its log object is on S3; the flush that folds it
+        # into a Lance version dies part-way.
+        await writer.add_documents(USER, make_docs(1, start=10))
         monkeypatch.setattr(RemoteTable, "_put_file", dying_put_file)
         monkeypatch.setattr(RemoteTable, "_put_manifest", dying_put_manifest)
         with pytest.raises(_Crash):
-            await writer.add_documents(USER, make_docs(1, start=10))
+            await writer.flush(USER)
         monkeypatch.undo()
-        await writer.close()
+        _die(writer)
         assert len(set(_data_keys(s3)) - data_before) == 1  # the data file made it
-        assert await reader.get_document(USER, "d10") is None  # not committed: invisible
+        got = await reader.get_document(USER, "d10")  # from S3's log: acknowledged, visible
+        assert got is not None
 
         # The restarted writer finds its unpushed version and completes it.
         async with open_service(PRIMARY, tmp_path / "writer", s3, device="W") as again:
@@ -422,7 +437,9 @@ def test_corrupt_remote_file_is_never_installed_in_a_cache(
     async def scenario() -> None:
         async with open_service(PRIMARY, tmp_path / "one", s3) as one:
             await one.add_documents(USER, make_docs(10))
+            await one.flush(USER)  # into a Lance version on S3 (its data file is the victim)
             await one.add_documents(USER, make_docs(10, start=10))
+            await one.flush(USER)
             victim = _data_keys(s3)[0]
             original = _corrupt(s3, victim, same_size=same_size)
             fresh = open_service(PRIMARY, tmp_path / "two", s3, device="two")
@@ -444,6 +461,7 @@ def test_corrupt_remote_file_is_never_installed_in_a_cache(
             # A new version with a corrupted file is refused by an open cache's refresh too.
             keys_before = set(_data_keys(s3))
             await one.add_documents(USER, make_docs(1, start=50))
+            await one.flush(USER)
             (new_key,) = set(_data_keys(s3)) - keys_before
             _corrupt(s3, new_key, same_size=same_size)
             manifests_before = sorted(p.name for p in cache.rglob("*.manifest"))
