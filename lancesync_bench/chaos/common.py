@@ -164,11 +164,36 @@ async def _read_rows(db: Any) -> list[dict[str, Any]]:
 
 
 async def remote_live(ep: S3Endpoint, user: str) -> dict[str, dict[str, Any]]:
-    """The user's S3 table read in full with plain LanceDB, at its latest version."""
+    """What S3 holds of the user, read directly: the S3 table at its latest version (plain
+    LanceDB) and the records of the S3-primary mode's write log objects not yet folded into
+    it (an acknowledged S3-primary write is on S3 in one or the other)."""
+    import asyncio
+
     import lancedb
 
+    # The log first: a record whose object is gone by then was committed to the table
+    # before the object was deleted, so the table read after it holds that record.
+    logged = await asyncio.to_thread(_log_rows, ep, user)
     db = await lancedb.connect_async(ep.uri("users", user), storage_options=ep.storage_options())
-    return live_from_records(await _read_rows(db))
+    return live_from_records([*await _read_rows(db), *logged])
+
+
+def _log_rows(ep: S3Endpoint, user: str) -> list[dict[str, Any]]:
+    """The records in the user's write log objects on S3 (none outside S3-primary mode)."""
+    from lancesync_bench.storage.log import decode_records, parse_frames
+
+    client = ep.client()
+    prefix = ep.key("users", user, "_lancesync", f"{TABLE}.wal") + "/"
+    rows: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=ep.bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            try:
+                body = client.get_object(Bucket=ep.bucket, Key=item["Key"])["Body"].read()
+            except client.exceptions.NoSuchKey:
+                continue  # folded into the table and deleted since the listing
+            for _, payload in parse_frames(body, item["Key"]):
+                rows += decode_records(payload).to_pylist()
+    return rows
 
 
 async def service_live(service: LanceDBStorageService, user: str) -> dict[str, dict[str, Any]]:
