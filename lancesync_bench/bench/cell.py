@@ -31,10 +31,11 @@ profile, cheap operations (median < :data:`CHEAP_MS`) repeat past ``repetitions`
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,30 +301,45 @@ class _Cell:
         record_skip(self.rec, what, reason)
 
 
+@contextlib.contextmanager
+def _phase(cell: _Cell, name: str) -> Iterator[None]:
+    """Add the wall time of a part of the cell to ``extras["phase_s"][name]`` (where a
+    cell's time goes: set-up, baselines, each timed part)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases = cell.rec.extras.setdefault("phase_s", {})
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
 async def _measure(cell: _Cell) -> None:
     mode, ep, wl, size, plan = cell.mode, cell.ep, cell.wl, cell.size, cell.plan
     config = _config(cell.scenario, ep, cell.local_root, "bench-a")
-    async with LanceDBStorageService(config, endpoint=ep) as svc:
-        await svc.import_documents(USER, wl.arrow_table(0, size, metadata="json"))
-        await svc.maintain(USER)
-        if mode is StorageMode.LOCAL_PRIMARY_S3_SYNC:
-            _setup_report(cell.rec, "sync", await svc.sync(USER))
-        elif mode is StorageMode.LOCAL_PRIMARY_S3_BACKUP:
-            _setup_report(cell.rec, "backup", await svc.backup(USER))
+    with _phase(cell, "set-up"):
+        async with LanceDBStorageService(config, endpoint=ep) as svc:
+            await svc.import_documents(USER, wl.arrow_table(0, size, metadata="json"))
+            await svc.maintain(USER)
+            if mode is StorageMode.LOCAL_PRIMARY_S3_SYNC:
+                _setup_report(cell.rec, "sync", await svc.sync(USER))
+            elif mode is StorageMode.LOCAL_PRIMARY_S3_BACKUP:
+                _setup_report(cell.rec, "backup", await svc.backup(USER))
 
     most = max(plan.repetitions, plan.cheap_n)
     ids = wl.lookup_ids(most + plan.warmup, size)
     queries = wl.query_vectors(plan.queries + plan.warmup)
-    rivals = await _open_baselines(cell, ids, queries) if plan.baselines else []
+    with _phase(cell, "baselines open"):
+        rivals = await _open_baselines(cell, ids, queries) if plan.baselines else []
     try:
         await _timed(cell, config, ids, queries, rivals)
     finally:
         for rival in rivals:
             rival.plain.close()
     if plan.search_sweep is not None:
-        cell.rec.extras["search_sweep"] = await sweep_datasets(
-            cell.scenario.workload, cell.wl.data, cell.size, plan.search_sweep, cell.cell_dir
-        )
+        with _phase(cell, "search sweep"):
+            cell.rec.extras["search_sweep"] = await sweep_datasets(
+                cell.scenario.workload, cell.wl.data, cell.size, plan.search_sweep, cell.cell_dir
+            )
 
 
 async def _timed(
@@ -339,36 +355,41 @@ async def _timed(
         async with LanceDBStorageService(config, endpoint=ep) as fresh:
             return await fresh.get_document(USER, ids[i % len(ids)])
 
-    # Timed phases start on a calm machine: the set-up's writes flushed, the CPU at speed.
-    cell.rec.extras["settle_s"] = round(await settle(), 3)
-    await cell.rec.run("cold_read", cold, repetitions=plan.cold_opens, phase="cold")
+    with _phase(cell, "settle, cold opens, reference job"):
+        # Timed phases start on a calm machine: the set-up's writes flushed, the CPU at speed.
+        cell.rec.extras["settle_s"] = round(await settle(), 3)
+        await cell.rec.run("cold_read", cold, repetitions=plan.cold_opens, phase="cold")
 
-    async def reference(_: int) -> int:
-        return fixed_job()
+        async def reference(_: int) -> int:
+            return fixed_job()
 
-    # The machine's own spread, in the same cell: a job that does the same work every time.
-    await cell.rec.run(
-        "fixed_cpu_job", reference, repetitions=plan.repetitions, path=REFERENCE_PATH
-    )
+        # The machine's own spread, in the same cell: a job that does the same work each time.
+        await cell.rec.run(
+            "fixed_cpu_job", reference, repetitions=plan.repetitions, path=REFERENCE_PATH
+        )
     async with LanceDBStorageService(config, endpoint=ep) as svc:
-        await _reads(svc, cell, ids, queries, rivals)
-        await _writes(svc, cell, rivals)
-        if mode is StorageMode.LOCAL_PRIMARY_S3_SYNC:
-            await _push_calls(svc, cell, "sync")
-        elif mode is StorageMode.LOCAL_PRIMARY_S3_BACKUP:
-            await _push_calls(svc, cell, "backup")
-            await cell.rec.run(
-                "restore_latest", lambda i: svc.restore(USER), repetitions=plan.restore_reps
-            )
-        elif mode is StorageMode.S3_PRIMARY_LOCAL_CACHE:
-            other = _config(cell.scenario, ep, cell.cell_dir / "b", "bench-b")
-            await _cache_calls(svc, other, cell)
-        for data in plan.hard_sets:  # last: their set-up must not disturb the figures above
-            wl_hard = cell.scenario.workload.workload(data)
-            record = await measure_hard_set(
-                svc, cell.rec, wl_hard, cell.size, user=f"{USER}-{data}", plan=plan
-            )
-            cell.rec.extras.setdefault("recall", []).append(record)
+        with _phase(cell, "reads"):
+            await _reads(svc, cell, ids, queries, rivals)
+        with _phase(cell, "writes"):
+            await _writes(svc, cell, rivals)
+        with _phase(cell, "S3 calls"):
+            if mode is StorageMode.LOCAL_PRIMARY_S3_SYNC:
+                await _push_calls(svc, cell, "sync")
+            elif mode is StorageMode.LOCAL_PRIMARY_S3_BACKUP:
+                await _push_calls(svc, cell, "backup")
+                await cell.rec.run(
+                    "restore_latest", lambda i: svc.restore(USER), repetitions=plan.restore_reps
+                )
+            elif mode is StorageMode.S3_PRIMARY_LOCAL_CACHE:
+                other = _config(cell.scenario, ep, cell.cell_dir / "b", "bench-b")
+                await _cache_calls(svc, other, cell)
+        with _phase(cell, "hard sets"):
+            for data in plan.hard_sets:  # last: their set-up must not disturb the figures above
+                wl_hard = cell.scenario.workload.workload(data)
+                record = await measure_hard_set(
+                    svc, cell.rec, wl_hard, cell.size, user=f"{USER}-{data}", plan=plan
+                )
+                cell.rec.extras.setdefault("recall", []).append(record)
 
 
 def _recall(cell: _Cell, queries: np.ndarray, results: list[list[str]]) -> list[float]:
