@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,8 @@ class RunOutcome:
     sweep: list[dict[str, Any]] = field(default_factory=list)  # the sweep's summary rows
     # Folder-copy tools skipped as not installed: how to install each, what it would add.
     missing_tools: str = ""
+    # Cells not measured because another cell of the run measures exactly the same thing.
+    measured_once: str = ""
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -99,6 +102,52 @@ def _plan_cells(scenarios: list[Scenario], opts: RunOptions) -> list[tuple[Scena
         )
     _check_memory(cells, quick=opts.quick)
     return cells
+
+
+# The variables that only choose the storage mode: two scenarios that differ in nothing else
+# run the same code on the same data.
+_MODE_CHOOSERS = frozenset({"FRONTEND_TYPE", "BACKEND_LOCATION"})
+
+
+def _same_work(sc: Scenario, profile: Any, size: int, opts: RunOptions) -> tuple[Any, ...]:
+    """What a cell measures and how it is judged, without the scenario's name."""
+    w = sc.workload
+    plan = CellPlan.for_scenario(
+        sc, quick=opts.quick, baselines=opts.baselines, profile=profile.name, size=size
+    )
+    env = sorted((k, v) for k, v in sc.env.items() if k not in _MODE_CHOOSERS)
+    data = (w.dim, w.seed, w.batch_size, w.queries, w.n_clusters, w.data)
+    steps = repr(sorted(vars(plan).items()))
+    return (sc.storage_mode, tuple(env), profile, size, steps, data, sc.targets)
+
+
+def measured_once(
+    cells: list[tuple[Scenario, Any, int]], opts: RunOptions
+) -> tuple[list[tuple[Scenario, Any, int]], list[dict[str, Any]]]:
+    """Drop a cell that would repeat an earlier one exactly: same storage mode, settings,
+    data, table size, profile, plan and targets, the scenarios differing only in the
+    variables that chose the mode (both desktop scenarios resolve to the same backup mode
+    and would time the same code twice: ~35 s of a default run). Returns the cells to
+    measure and one ``skipped`` row per dropped cell, naming the cell that measures it."""
+    per_scenario = Counter(sc.name for sc, _, _ in cells)
+    # The scenario with the most cells keeps a shared one (desktop-local over desktop-cloud).
+    order = sorted(range(len(cells)), key=lambda i: -per_scenario[cells[i][0].name])
+    first: dict[tuple[Any, ...], str] = {}
+    dropped: dict[int, dict[str, Any]] = {}
+    for i in order:
+        sc, profile, size = cells[i]
+        key = _same_work(sc, profile, size, opts)
+        where = f"{sc.name}/{profile.name}/{size}"
+        if key in first:
+            reason = (
+                f"the same storage mode ({sc.storage_mode.value}), settings, data, plan and "
+                f"targets as {first[key]}, which measures it"
+            )
+            dropped[i] = {"what": "cell", "reason": reason, "cells": [where]}
+        else:
+            first[key] = where
+    kept = [cell for i, cell in enumerate(cells) if i not in dropped]
+    return kept, [dropped[i] for i in sorted(dropped)]
 
 
 def _check_memory(cells: list[tuple[Scenario, Any, int]], *, quick: bool) -> None:
@@ -275,7 +324,7 @@ def run_benchmark(
     scenarios = _load(opts)
     if opts.from_env:
         say(f"--env: {scenarios[0].description}")
-    cells = _plan_cells(scenarios, opts)
+    cells, same_skips = measured_once(_plan_cells(scenarios, opts), opts)
     sweeps, sweep_skips = _sweeps(scenarios, opts)
     run_id = new_run_id()
     workdir = Path(tempfile.mkdtemp(prefix="lancesync-bench-"))
@@ -311,7 +360,7 @@ def run_benchmark(
     verdicts = verdict_rows(stats, by_name) + recall_rows(got.cells, by_name)
     comparisons = comparison_rows(samples)
     noise = machine_noise(samples)
-    skipped = _skip_rows(got.cells) + sweep_skips
+    skipped = same_skips + _skip_rows(got.cells) + sweep_skips
     profiles = {p.name: p for sc in scenarios for p, _ in _cells_of(sc, opts)}
     metadata = collect_metadata(s3_info, profiles.values())
     metadata["quick"] = opts.quick
@@ -344,6 +393,9 @@ def run_benchmark(
         ),
         comparison_table=format_baselines(comparisons),
         missing_tools=format_missing_tools(skipped, samples),
+        measured_once="\n".join(
+            f"{row['cells'][0]}: not measured again: {row['reason']}" for row in same_skips
+        ),
         failures=sum(v["status"] == "FAIL" for v in verdicts),
         s3_reason=f"{selection.kind} ({selection.reason})",
         duration_s=time.perf_counter() - started,

@@ -312,7 +312,13 @@ def judge_sync_cost(result: dict[str, Any]) -> list[TierCheck]:
             checks.append(
                 bound_check(figs, f"[{name}] S3-primary write", "s3_primary_write", "p50", rtt + 10)
             )
-        for svc, raw in (("sync_no_change", "raw_list"), ("sync_one_doc", "raw_list_put_put")):
+        pairs = (
+            ("sync_no_change", "raw_list"),
+            ("sync_one_doc", "raw_list_put_put"),
+            # One PUT per write: its floor is one raw PUT through the same path.
+            ("s3_primary_write", "raw_put"),
+        )
+        for svc, raw in pairs:
             a, b = figs[svc], figs[raw]
             checks.append(
                 TierCheck(

@@ -140,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
         if outcome.missing_tools:
             print(outcome.missing_tools)
         print()
+    if outcome.measured_once:
+        print(outcome.measured_once)
+        print()
     if sweep := format_sweep(outcome.sweep):
         print("Concurrency sweep (latency from each operation's intended start)")
         print(sweep)

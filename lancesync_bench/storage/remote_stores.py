@@ -590,6 +590,7 @@ class S3PrimaryStore(LocalStore):
         self.wal: S3Log | None = None
         self._others: dict[str, pa.Table] = {}  # log object key -> its records
         self._adopted: set[str] = set()  # other writers' objects taken over (see s3log)
+        self._refresher: asyncio.Task[None] | None = None  # a refresh ahead of the bound
 
     async def open(self) -> None:
         """Open the replica (pulling what it lacks) or, without a cache, the S3 table itself.
@@ -650,8 +651,7 @@ class S3PrimaryStore(LocalStore):
             # S3 acknowledged more than the bound before it, whatever the clocks say
             # (only writes closer in time than that, unseen by each other, are ordered by
             # the instances' clocks). Within the bound a write is that one PUT.
-            if time.monotonic() - self.replica.last_refresh >= self.staleness_s:
-                await self.refresh()
+            await self._fresh_view()
             self.clock.observe(self.replica.newest_seen)
         elif self.cache:
             raise RuntimeError("the user's store is closed")
@@ -774,19 +774,45 @@ class S3PrimaryStore(LocalStore):
 
     async def read_docs(self) -> DocTable:
         """The replica, refreshed first when its view is older than the staleness bound."""
-        if self.cache and time.monotonic() - self.replica.last_refresh >= self.staleness_s:
-            await self.refresh()
+        if self.cache:
+            await self._fresh_view()
         return self.docs
+
+    async def _fresh_view(self) -> None:
+        """Make this instance's view of S3 younger than the staleness bound before a read
+        or write: refresh (or join the refresh under way) when it is older. Once the view
+        passes half the bound, a refresh starts in the background, so that an instance
+        that keeps reading or writing rarely makes a caller wait for one (measured: a
+        write that refreshed first cost 2 LISTs more, and waited for a flush's commit)."""
+        age = time.monotonic() - self.replica.last_refresh
+        running = self._refresher is not None and not self._refresher.done()
+        if age >= self.staleness_s:
+            if running and self._refresher is not None:
+                await asyncio.wait({self._refresher})
+                if time.monotonic() - self.replica.last_refresh < self.staleness_s:
+                    return
+            await self.refresh()
+        elif not running and age >= self.staleness_s / 2:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_ahead())
+
+    async def _refresh_ahead(self) -> None:
+        try:
+            await self.refresh()  # S3 unreachable is reported there, not raised
+        except Exception as exc:  # the next read or write refreshes (and raises) itself
+            self._upkeep_failed("refresh ahead of the staleness bound", exc)
 
     async def refresh(self) -> SyncReport:
         """Check S3 for newer versions and pull them into the cache."""
         start = time.perf_counter()
         stats = TransferStats()
+        began = time.monotonic()
         try:
             # The log first: an object missing from it was folded into a version that the
             # manifest listing after it then finds (the writer commits, then deletes).
             others = await self._read_others(stats) if self.tier is not None else None
             await self.replica.refresh(stats)
+            # The view is as old as its first listing (the log's), not its last.
+            self.replica.last_refresh = min(self.replica.last_refresh, began)
         except S3Unavailable as exc:
             self.stale = True
             self.last_error = str(exc)
@@ -845,6 +871,8 @@ class S3PrimaryStore(LocalStore):
     async def wait_idle(self) -> None:
         """Also wait until the flushed log objects are deleted from S3."""
         await super().wait_idle()
+        if self._refresher is not None:
+            await asyncio.wait({self._refresher})
         if self.wal is not None:
             await self.wal.settle()
 
