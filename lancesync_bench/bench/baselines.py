@@ -61,7 +61,7 @@ __all__ = [
     "tool_skip_reasons",
 ]
 
-LANCEDB_LOCAL = "baseline:lancedb-local"
+LANCEDB_LOCAL = "baseline:lancedb-local"  # one of recorder.NO_S3_PATHS
 LANCEDB_S3 = "baseline:lancedb-s3"
 AWS_S3_SYNC = "baseline:aws-s3-sync"
 RCLONE_SYNC = "baseline:rclone-sync"

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from lancesync_bench.bench.probe import Probe, shared_probe
+from lancesync_bench.bench.probe import REFERENCE_PATH, Probe, shared_probe
 from lancesync_bench.bench.slowdown import Slowdown
 from lancesync_bench.netem import RequestCounts
 from lancesync_bench.results import Phase, SampleRow
@@ -77,6 +77,12 @@ class CountingProxy(Protocol):
     def snapshot(self) -> RequestCounts: ...
 
 
+# Paths that make no S3 request by construction (plain LanceDB on local disk, the
+# reference job): their samples skip the proxy's counters (two snapshots, ~0.5 ms a
+# sample with the proxy in its own process) and record no request count.
+NO_S3_PATHS = frozenset({"baseline:lancedb-local", REFERENCE_PATH})
+
+
 @dataclass
 class Recorder:
     """Collects :class:`~lancesync_bench.results.SampleRow` rows for one cell.
@@ -141,7 +147,8 @@ class Recorder:
         # The probes bracket the proxy snapshots and the timed window: neither the latency
         # nor the S3 counts include the probe's own time.
         slow_before = self.probe() if self.probe is not None else None
-        before = self.proxy.snapshot() if self.proxy is not None else None
+        counted = self.proxy is not None and path not in NO_S3_PATHS
+        before = self.proxy.snapshot() if counted and self.proxy is not None else None
         start = time.perf_counter_ns()
         try:
             result = await fn(arg)

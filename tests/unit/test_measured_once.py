@@ -40,3 +40,11 @@ def test_a_cell_that_differs_in_anything_measured_is_kept() -> None:
     # Only the variables that chose the mode differ: one measurement.
     kept, skips = measured_once([(local, profile, 1000), (cloud, profile, 1000)], opts)
     assert len(kept) == 1 and len(skips) == 1
+
+
+def test_paths_without_s3_requests_are_the_local_baseline_and_the_reference_job() -> None:
+    from lancesync_bench.bench.baselines import LANCEDB_LOCAL
+    from lancesync_bench.bench.probe import REFERENCE_PATH
+    from lancesync_bench.bench.recorder import NO_S3_PATHS
+
+    assert {LANCEDB_LOCAL, REFERENCE_PATH} == NO_S3_PATHS
