@@ -25,7 +25,7 @@ and the service/baseline ratios are printed at the end.
 
 With no arguments: every scenario, the default profiles (loopback and same-region), on
 the `auto` S3 server (MinIO in testcontainers where Docker runs, otherwise the embedded
-SeaweedFS). About 6-8 minutes on 2 cores; --quick (no sweep, fewer repetitions)
+SeaweedFS). About 6-7 minutes on 2 cores; --quick (no sweep, fewer repetitions)
 under 2 minutes. The verdict leads with one line per storage mode, then the table: each
 judged percentile with its 95% interval (PASS/FAIL only when the whole interval is on one
 side of the target, else UNSURE), recall@10 beside every vector search, where each target
