@@ -590,7 +590,6 @@ class S3PrimaryStore(LocalStore):
         self.wal: S3Log | None = None
         self._others: dict[str, pa.Table] = {}  # log object key -> its records
         self._adopted: set[str] = set()  # other writers' objects taken over (see s3log)
-        self._refresher: asyncio.Task[None] | None = None  # a refresh ahead of the bound
 
     async def open(self) -> None:
         """Open the replica (pulling what it lacks) or, without a cache, the S3 table itself.
@@ -780,26 +779,13 @@ class S3PrimaryStore(LocalStore):
 
     async def _fresh_view(self) -> None:
         """Make this instance's view of S3 younger than the staleness bound before a read
-        or write: refresh (or join the refresh under way) when it is older. Once the view
-        passes half the bound, a refresh starts in the background, so that an instance
-        that keeps reading or writing rarely makes a caller wait for one (measured: a
-        write that refreshed first cost 2 LISTs more, and waited for a flush's commit)."""
-        age = time.monotonic() - self.replica.last_refresh
-        running = self._refresher is not None and not self._refresher.done()
-        if age >= self.staleness_s:
-            if running and self._refresher is not None:
-                await asyncio.wait({self._refresher})
-                if time.monotonic() - self.replica.last_refresh < self.staleness_s:
-                    return
+        or write: refresh when it is older. (A refresh started in the background at half
+        the bound, so that callers would rarely wait for one, made sustained writes' p99
+        worse, not better: 87-99 ms against 43-56 ms at p50 8-9 ms on loopback, in
+        `lancesync-bench sync-cost` runs; the extra refreshes compete for the replica's
+        lock and the two cores with the flushes.)"""
+        if time.monotonic() - self.replica.last_refresh >= self.staleness_s:
             await self.refresh()
-        elif not running and age >= self.staleness_s / 2:
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh_ahead())
-
-    async def _refresh_ahead(self) -> None:
-        try:
-            await self.refresh()  # S3 unreachable is reported there, not raised
-        except Exception as exc:  # the next read or write refreshes (and raises) itself
-            self._upkeep_failed("refresh ahead of the staleness bound", exc)
 
     async def refresh(self) -> SyncReport:
         """Check S3 for newer versions and pull them into the cache."""
@@ -871,8 +857,6 @@ class S3PrimaryStore(LocalStore):
     async def wait_idle(self) -> None:
         """Also wait until the flushed log objects are deleted from S3."""
         await super().wait_idle()
-        if self._refresher is not None:
-            await asyncio.wait({self._refresher})
         if self.wal is not None:
             await self.wal.settle()
 
