@@ -141,6 +141,14 @@ class SweepSpec:
     # level passes p99_bound_ms: the knee (bench.sweep).
     ramp_steps: int = 0
     p99_bound_ms: float = 200.0
+    # Each user level issues at least this many operations in all (``ops_per_user`` each,
+    # or more when few users share the level): 60 gives 20 writes at write_every = 3, the
+    # fewest a p95 needs, at 1 user too. 0: ops_per_user each, whatever the users.
+    level_ops: int = 0
+
+    def ops_at(self, users: int) -> int:
+        """Operations per user at a user level of ``users``."""
+        return max(self.ops_per_user, -(-self.level_ops // users))
 
 
 @dataclass(frozen=True)
@@ -316,6 +324,13 @@ _SWEEP: dict[str, tuple[Check, Any]] = {
         SweepSpec.ramp_steps,
     ),
     "p99_bound_ms": ((lambda v: _is_number(v) and v > 0, "a positive number"), 200.0),
+    "level_ops": (
+        (
+            (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10_000),
+            "0 to 10000",
+        ),
+        SweepSpec.level_ops,
+    ),
 }
 _TARGETS: dict[str, tuple[Check, Any]] = {
     name: ((lambda v: _is_number(v) and v > 0, "a positive number"), f.default)
@@ -440,6 +455,7 @@ def _parse_sweep(
         write_every=fields["write_every"],
         ramp_steps=fields["ramp_steps"],
         p99_bound_ms=float(fields["p99_bound_ms"]),
+        level_ops=fields["level_ops"],
     )
 
 

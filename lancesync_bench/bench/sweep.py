@@ -377,7 +377,10 @@ def run_sweep(
             return _WorkerSpec(index, env, ep, w.dim, w.seed, w.n_clusters)
 
         def run(size: int, users: int, rate: float, ramp: bool) -> list[dict[str, Any]]:
-            ops = max(1, round(spec.ops_per_user * rate / spec.rate_per_s))  # same duration
+            if ramp:  # each ramp level as long as a user level of ops_per_user
+                ops = max(1, round(spec.ops_per_user * rate / spec.rate_per_s))
+            else:
+                ops = spec.ops_at(users)
             before = proxy.snapshot()
             timings = pool.run_level(_Level(size, ops, rate, spec.write_every), users)
             requests = (proxy.snapshot() - before).total

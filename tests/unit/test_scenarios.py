@@ -225,7 +225,7 @@ def test_sweep_table_defaults_and_to_dict(tmp_path: Path) -> None:
     full = VALID + (
         "[sweep]\nusers = [2]\nsizes = [1000]\nprofile = 'far'\n"
         "ops_per_user = 5\nrate_per_s = 2.5\nwrite_every = 1\nramp_steps = 3\n"
-        "p99_bound_ms = 80\n"
+        "p99_bound_ms = 80\nlevel_ops = 12\n"
     )
     assert load_scenario(_write(tmp_path, full, "full.toml")).sweep == SweepSpec(
         users=(2,),
@@ -236,7 +236,28 @@ def test_sweep_table_defaults_and_to_dict(tmp_path: Path) -> None:
         write_every=1,
         ramp_steps=3,
         p99_bound_ms=80.0,
+        level_ops=12,
     )
+
+
+def test_level_ops_raises_the_operations_of_levels_with_few_users() -> None:
+    spec = SweepSpec(users=(1, 2, 4), sizes=(1000,), profile="loopback", ops_per_user=20)
+    assert [spec.ops_at(u) for u in (1, 2, 4)] == [20, 20, 20]  # level_ops 0: per user
+    spec = dataclasses.replace(spec, level_ops=60)
+    assert [spec.ops_at(u) for u in (1, 2, 4)] == [60, 30, 20]
+    assert spec.ops_at(3) == 20  # never below ops_per_user
+
+
+def test_the_shipped_sweep_supports_a_write_p95_at_every_level() -> None:
+    """A p95 needs 20 samples: every user level of web-cloud's sweep makes 20 writes."""
+    from lancesync_bench.bench.sweep import WRITE, op_kinds
+
+    sweep = load_scenario(SCENARIOS / "web-cloud.toml").sweep
+    assert sweep is not None
+    for users in sweep.users:
+        ops = sweep.ops_at(users)
+        writes = users * op_kinds(ops, sweep.write_every).count(WRITE)
+        assert writes >= 20 and users * ops - writes >= 20, (users, ops, writes)
 
 
 @pytest.mark.parametrize(
@@ -252,6 +273,7 @@ def test_sweep_table_defaults_and_to_dict(tmp_path: Path) -> None:
         ("users = [1]\nramp_steps = 9", "sweep.ramp_steps", "0 to 8"),
         ("users = [1]\nramp_steps = true", "sweep.ramp_steps", "0 to 8"),
         ("users = [1]\np99_bound_ms = -1", "sweep.p99_bound_ms", "a positive number"),
+        ("users = [1]\nlevel_ops = -1", "sweep.level_ops", "0 to 10000"),
     ],
 )
 def test_malformed_sweep_names_file_and_key(
