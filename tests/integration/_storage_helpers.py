@@ -230,3 +230,14 @@ class CountingEndpoint(S3Endpoint):
             provider=ep.provider,
             provider_version=ep.provider_version,
         )
+
+
+def die(svc: LanceDBStorageService) -> None:
+    """Stop a service as a killed process stops: its write tiers' flushers end, nothing is
+    flushed or closed, and its files and S3 objects stay as they are."""
+    for store in svc._stores.values():
+        if store.tier is not None:
+            store.tier._closed = True
+            if store.tier._flusher is not None:
+                store.tier._flusher.cancel()
+    svc._closed = True

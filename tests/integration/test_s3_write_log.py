@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from _storage_helpers import make_docs, open_service, remote_records, s3_keys
+from _storage_helpers import die, make_docs, open_service, remote_records, s3_keys
 
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.storage import remote_stores
@@ -26,15 +26,6 @@ USER = "walt"
 PRIMARY = "s3_primary_local_cache"
 # No flush by age: writes stay in S3's log until a test flushes or closes.
 HOLD = TierPolicy(flush_age_s=3600)
-
-
-def _die(svc: LanceDBStorageService) -> None:
-    for store in svc._stores.values():
-        if store.tier is not None:
-            store.tier._closed = True
-            if store.tier._flusher is not None:
-                store.tier._flusher.cancel()
-    svc._closed = True
 
 
 async def _store(svc: LanceDBStorageService) -> S3PrimaryStore:
@@ -84,7 +75,7 @@ def test_a_killed_instance_loses_no_acknowledged_write(s3: S3Endpoint, tmp_path:
         for i in range(12):
             await svc.add_documents(USER, make_docs(1, start=i))
         assert len(_log_keys(s3)) == 12
-        _die(svc)
+        die(svc)
         async with open_service(PRIMARY, tmp_path / "A", s3, tier=HOLD) as again:
             for i in range(12):
                 assert await again.get_document(USER, f"d{i}") is not None, i
@@ -106,7 +97,7 @@ def test_a_gone_writers_log_is_taken_over_by_another_instance(
     async def scenario() -> None:
         dead = open_service(PRIMARY, tmp_path / "W", s3, device="W", tier=HOLD)
         await dead.add_documents(USER, make_docs(5))
-        _die(dead)
+        die(dead)
         monkeypatch.setattr(remote_stores, "ADOPT_AFTER_S", 0.0)
         async with open_service(PRIMARY, tmp_path / "R", s3, device="R") as reader:
             for i in range(5):
@@ -124,7 +115,7 @@ def test_a_damaged_log_object_stops_the_open_and_is_kept(s3: S3Endpoint, tmp_pat
         svc = open_service(PRIMARY, tmp_path / "A", s3, tier=HOLD)
         await svc.add_documents(USER, make_docs(1))
         (key,) = _log_keys(s3)
-        _die(svc)
+        die(svc)
         client = s3.client()
         body = client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
         damaged = body[:20] + bytes([body[20] ^ 0xFF]) + body[21:]

@@ -31,6 +31,7 @@ from _storage_helpers import (
     DIM,
     config_env,
     content_hash,
+    die,
     live_from_records,
     make_docs,
     open_service,
@@ -172,17 +173,6 @@ class _Crash(Exception):
     """Stands for the process dying: nothing after it runs, nothing is rolled back."""
 
 
-def _die(svc: LanceDBStorageService) -> None:
-    """Stop a service as a dead process stops: its background work ends, nothing is
-    flushed or closed (its files and S3 objects stay as they are)."""
-    for store in svc._stores.values():
-        if store.tier is not None:
-            store.tier._closed = True
-            if store.tier._flusher is not None:
-                store.tier._flusher.cancel()
-    svc._closed = True
-
-
 @pytest.mark.parametrize("dies_at", ["_transactions/", "_versions/"])
 def test_push_interrupted_before_its_manifest_is_completed_on_restart(
     dies_at: str, s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -217,7 +207,7 @@ def test_push_interrupted_before_its_manifest_is_completed_on_restart(
         with pytest.raises(_Crash):
             await writer.flush(USER)
         monkeypatch.undo()
-        _die(writer)
+        die(writer)
         assert len(set(_data_keys(s3)) - data_before) == 1  # the data file made it
         got = await reader.get_document(USER, "d10")  # from S3's log: acknowledged, visible
         assert got is not None
