@@ -47,6 +47,7 @@ __all__ = [
     "s3_listing",
     "service_live",
     "tail_ms",
+    "torn_uploads",
 ]
 
 # A small embedding keeps every write cheap; the faults under test do not depend on it.
@@ -194,6 +195,24 @@ def _log_rows(ep: S3Endpoint, user: str) -> list[dict[str, Any]]:
             for _, payload in parse_frames(body, item["Key"]):
                 rows += decode_records(payload).to_pylist()
     return rows
+
+
+def torn_uploads(ep: S3Endpoint, user: str) -> list[str]:
+    """Keys under the user's folder holding an empty object whose upload recorded other
+    bytes (its ``sha256`` metadata): what SeaweedFS keeps of a PUT cut short by a killed
+    client, where S3 itself keeps nothing."""
+    client = ep.client()
+    prefix = ep.key("users", user) + "/"
+    empty = hashlib.sha256(b"").hexdigest()
+    torn: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=ep.bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Size"] != 0:
+                continue
+            meta = client.head_object(Bucket=ep.bucket, Key=item["Key"]).get("Metadata", {})
+            if meta.get("sha256") not in (None, empty):
+                torn.append(item["Key"][len(prefix) :])
+    return torn
 
 
 async def service_live(service: LanceDBStorageService, user: str) -> dict[str, dict[str, Any]]:

@@ -45,6 +45,12 @@ def summarise(section: Section) -> None:
             f"{f['trials']} trials, {f['complete']} complete, {f['rows_lost']} of "
             f"{f['acknowledged_writes']} acknowledged writes lost, "
             f"{f['killed_mid_operation']} killed mid-operation"
+            + (
+                f", {f['server_torn_uploads']} upload(s) the S3 server kept cut short "
+                "(repaired by the rerun)"
+                if f.get("server_torn_uploads")
+                else ""
+            )
         ),
         "outage": lambda: _outage(f),
         "flaky": lambda: (

@@ -4,8 +4,11 @@ The proxy can reset a connection, but not at a chosen step of a push. This hooks
 boto3 client through botocore's event system instead: a request armed with
 ``"answer"`` reaches the S3 server and is carried out there, then the client sees a
 dropped connection, as when a response is lost on the way back (after botocore's own
-retries, which these hooks bypass); one armed with ``"request"`` never leaves the client.
-The S3 server and everything it stores stay real.
+retries, which these hooks bypass); one armed with ``"request"`` never leaves the client;
+one armed with ``"torn"`` is an upload cut short: the server is left holding an empty
+object with the request's metadata (what SeaweedFS keeps when a client is killed mid-PUT;
+S3 itself keeps nothing) and the client sees a dropped connection. The S3 server and
+everything it stores stay real.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Literal
 
 __all__ = ["LostAnswers"]
 
-What = Literal["answer", "request"]
+What = Literal["answer", "request", "torn"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class LostAnswers:
             events.register(f"before-parameter-build.s3.{op}", _note_key)
             events.register(f"before-call.s3.{op}", self._hook(op, "request"))
             events.register(f"after-call.s3.{op}", self._hook(op, "answer"))
+        events.register("before-call.s3.PutObject", self._tear(client))
 
     def lose(self, operation: str, key_part: str, what: What = "answer") -> None:
         """Arm one fault."""
@@ -79,6 +83,24 @@ class LostAnswers:
 
         return handler
 
+    def _tear(self, client: Any) -> Callable[..., None]:
+        from botocore.exceptions import ConnectionClosedError
+
+        def handler(context: dict[str, Any], **_: Any) -> None:
+            key = context.get("lost_answers_key", "")
+            if self._take("PutObject", key, "torn"):
+                client.put_object(
+                    Bucket=context["lost_answers_bucket"],
+                    Key=key,
+                    Body=b"",
+                    Metadata=context.get("lost_answers_metadata", {}),
+                )
+                raise ConnectionClosedError(endpoint_url="upload cut short (injected)")
+
+        return handler
+
 
 def _note_key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     context["lost_answers_key"] = params.get("Key", params.get("Prefix", ""))
+    context["lost_answers_bucket"] = params.get("Bucket", "")
+    context["lost_answers_metadata"] = dict(params.get("Metadata") or {})

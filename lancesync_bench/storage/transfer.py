@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import uuid
@@ -26,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,8 @@ __all__ = [
     "same_bytes",
     "sha256_file",
 ]
+
+_log = logging.getLogger(__name__)
 
 _U64_MAX = 2**64 - 1
 _HINT = "_versions/latest_version_hint.json"
@@ -181,6 +185,36 @@ def same_bytes(path: Path, info: FileInfo) -> bool:
     except OSError:
         return False
     return digest == info.etag
+
+
+# A torn manifest another writer left (see RemoteTable._put_manifest) is repaired once it
+# is this old: no upload in flight lasts that long.
+TORN_REPAIR_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An object as S3 returned it: bytes, user metadata, when it was written."""
+
+    body: bytes
+    meta: dict[str, str]
+    modified: datetime | None
+
+    @property
+    def torn(self) -> bool:
+        """Bytes that are not the ones their upload recorded (an upload cut short)."""
+        sha = self.meta.get("sha256")
+        return sha is not None and hashlib.sha256(self.body).hexdigest() != sha
+
+    def replaceable_by(self, writer: str) -> bool:
+        """Torn, and left by ``writer`` itself or long enough ago."""
+        if not self.torn:
+            return False
+        if self.meta.get("lancesync-writer") == writer:
+            return True
+        if self.modified is None:
+            return False
+        return (datetime.now(UTC) - self.modified).total_seconds() > TORN_REPAIR_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -432,27 +466,73 @@ class RemoteTable:
         read back, and the version is ours when S3 holds our bytes (by SHA-256), another
         writer's when it holds other bytes, and not committed when it holds nothing. Only
         when that read fails too is the outcome unknown (:class:`CommitOutcomeUnknown`).
+
+        A *torn* manifest under the key (its bytes differ from the SHA-256 recorded with
+        them: some S3 servers, SeaweedFS among them, keep an empty object for an upload cut
+        short by a killed client, where S3 itself keeps nothing) is no version: it is
+        removed and the create tried again when this writer made it, or when it is older
+        than :data:`TORN_REPAIR_AFTER_S`.
         """
         key = f"{self.table_key}/{rel}"
         body = local.read_bytes()
-        stats.count("PUT")
         metadata = {"sha256": sha, "lancesync-files": record, "lancesync-writer": writer}
+        for attempt in range(2):
+            stats.count("PUT")
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata=metadata
+                )
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 412:
+                    held = self._held(key, stats)
+                    if attempt == 0 and (held is None or held.replaceable_by(writer)):
+                        if held is not None:
+                            self._remove_torn(key, held, stats)
+                        continue  # the key is free again: create it
+                    self._check_ours(b"" if held is None else held.body, rel, sha, failure=exc)
+                    return False  # our own earlier, interrupted push: the version is complete
+                if status is not None and int(status) < 500:
+                    raise _s3_failure(exc, f"committing {rel}") from exc  # refused: not written
+                return self._resolve(key, rel, sha, body, stats, failure=exc)
+            except BotoCoreError as exc:
+                return self._resolve(key, rel, sha, body, stats, failure=exc)
+            stats.up(len(body))
+            return True
+        raise SyncConflict(
+            f"version {manifest_version(rel)} of s3://{self.bucket}/{key}: "
+            "the key kept changing under a conditional create"
+        )
+
+    def _held(self, key: str, stats: TransferStats) -> _Held | None:
+        """What S3 holds under ``key`` (None: nothing)."""
+        stats.count("GET")
         try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata=metadata
-            )
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body: bytes = response["Body"].read()
         except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 412:
-                self._check_ours(self._get_bytes(key, stats), rel, sha, failure=exc)
-                return False  # our own earlier, interrupted push: the version is complete
-            if status is not None and int(status) < 500:
-                raise _s3_failure(exc, f"committing {rel}") from exc  # refused: not written
-            return self._resolve(key, rel, sha, body, stats, failure=exc)
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
         except BotoCoreError as exc:
-            return self._resolve(key, rel, sha, body, stats, failure=exc)
-        stats.up(len(body))
-        return True
+            raise _s3_failure(exc, f"reading s3://{self.bucket}/{key}") from exc
+        return _Held(body, dict(response.get("Metadata", {})), response.get("LastModified"))
+
+    def _remove_torn(self, key: str, held: _Held, stats: TransferStats) -> None:
+        """Delete a torn manifest (see :meth:`_put_manifest`); nobody can have replaced it
+        since it was read, since every manifest is created with ``If-None-Match: *``."""
+        _log.warning(
+            "s3://%s/%s holds %d bytes whose SHA-256 differs from the one recorded with them "
+            "(an upload cut short); removing it and committing the version again",
+            self.bucket,
+            key,
+            len(held.body),
+        )
+        stats.count("DELETE")
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_failure(exc, f"removing the torn s3://{self.bucket}/{key}") from exc
 
     def _check_ours(self, remote: bytes, rel: str, sha: str, *, failure: Exception) -> None:
         """Raise :class:`SyncConflict` (caused by ``failure``) unless ``remote`` is the
@@ -475,16 +555,19 @@ class RemoteTable:
     ) -> bool:
         """The truth about a manifest PUT whose answer was lost (see :meth:`_put_manifest`)."""
         what = f"committing {rel}"
-        stats.count("GET")
         try:
-            remote: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise _s3_failure(failure, what) from failure  # S3 has no such version
-            raise self._unknown(what, failure, exc) from failure
-        except BotoCoreError as exc:
-            raise self._unknown(what, failure, exc) from failure
-        self._check_ours(remote, rel, sha, failure=failure)
+            held = self._held(key, stats)
+        except S3Error as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            raise self._unknown(what, failure, cause) from failure
+        if held is None:
+            raise _s3_failure(failure, what) from failure  # S3 has no such version
+        if held.torn:  # no version either; this writer's next push removes it
+            raise S3Unavailable(
+                f"{_s3_failure(failure, what)}; S3 holds only a cut-short upload of "
+                "it, so nothing was committed"
+            ) from failure
+        self._check_ours(held.body, rel, sha, failure=failure)
         stats.up(len(body))
         return True  # S3 holds our manifest: the commit happened
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from _storage_helpers import make_docs, open_service, remote_records
 
+from lancesync_bench.chaos.common import torn_uploads
 from lancesync_bench.errors import CommitOutcomeUnknown, S3Unavailable
 from lancesync_bench.netem.lost import LostAnswers
 from lancesync_bench.s3.endpoint import S3Endpoint
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 USER = "lost"
 SYNC = "local_primary_s3_sync"
 PRIMARY = "s3_primary_local_cache"
+BACKUP = "local_primary_s3_backup"
 
 
 def Faults(svc: LanceDBStorageService) -> LostAnswers:
@@ -138,5 +140,36 @@ def test_sync_push_with_a_lost_manifest_answer_counts_the_records_once(
             assert await b.get_document(USER, "second") is not None
             ids = [r["id"] for r in (await remote_records(s3, USER)).to_pylist()]
             assert sorted(ids) == ["first", "second"]
+
+    asyncio.run(scenario())
+
+
+def test_a_manifest_upload_cut_short_is_no_version_and_the_next_push_repairs_it(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """SeaweedFS keeps an empty object (with the request's metadata) for a PUT cut short by
+    a killed client. Such a manifest is no version: the push that met it reports "not
+    written", plain LanceDB cannot open the table meanwhile, and the next push of the same
+    writer removes it and commits the version, so S3 again opens with every row."""
+
+    async def scenario() -> None:
+        async with open_service(BACKUP, tmp_path / "A", s3, device="A") as a:
+            await a.add_documents(USER, [doc("first")])
+            assert (await a.backup(USER)).reachable
+            faults = Faults(a)
+            await a.add_documents(USER, [doc("second")])
+            faults.lose("PutObject", "/_versions/", "torn")
+            report = await a.backup(USER)
+            assert faults.hits and not report.reachable
+            assert "nothing was committed" in (report.error or "")
+            with pytest.raises(Exception, match=r"of size 0 bytes"):
+                await remote_records(s3, USER)  # the torn manifest is the newest key
+            (torn,) = torn_uploads(s3, USER)  # what the chaos kill check names
+            assert "/_versions/" in torn and torn.endswith(".manifest")
+            report = await a.backup(USER)
+            assert report.reachable, report.error
+            assert torn_uploads(s3, USER) == []
+            ids = sorted(r["id"] for r in (await remote_records(s3, USER)).to_pylist())
+            assert ids == ["first", "second"]
 
     asyncio.run(scenario())
