@@ -115,9 +115,10 @@ def _rule(result: RunComparison) -> list[str]:
     else:
         lines.append(
             f"regression: B/A >= {t:g} and p < {a:g} (t-test on log figures across rounds,"
-            f" Benjamini-Hochberg over the judged keys); improvement: the mirror rule; same:"
-            f" the {CONFIDENCE:.0%} CI lies within {1 / t:.2f}-{t:g}; unsure: the rounds'"
-            f" noise is too large to tell; untested: fewer"
+            f" Benjamini-Hochberg over the judged keys), and raw B/A >= {t**0.5:.2f} (halfway:"
+            f" the reference job may sharpen a shift, not make one); improvement: the mirror"
+            f" rule; same: the {CONFIDENCE:.0%} CI lies within {1 / t:.2f}-{t:g}; unsure: the"
+            f" rounds' noise is too large to tell, or the figures disagree; untested: fewer"
             f" than {MIN_ROUNDS} rounds a side and within {t:g}x (unsure when past it)."
         )
     return lines

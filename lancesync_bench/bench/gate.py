@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -75,6 +75,9 @@ class KeyJudgement:
     ci_high: float | None
     p_value: float | None  # two-sided pooled t-test on log figures; None when untested
     round_sd: float | None  # pooled between-round standard deviation of log figures
+    # B/A of the raw figures (geometric means), set when ``ratio`` allows for the reference
+    # job: a verdict needs the two to agree (see _verdict).
+    raw_ratio: float | None = None
 
     def with_adjusted(
         self, p_adjusted: float | None, *, threshold: float, alpha: float
@@ -82,7 +85,13 @@ class KeyJudgement:
         """This judgement with its verdict decided on a corrected p-value."""
         verdict = _verdict(self, p_adjusted, threshold=threshold, alpha=alpha)
         return KeyJudgement(
-            verdict, self.ratio, self.ci_low, self.ci_high, p_adjusted, self.round_sd
+            verdict,
+            self.ratio,
+            self.ci_low,
+            self.ci_high,
+            p_adjusted,
+            self.round_sd,
+            self.raw_ratio,
         )
 
 
@@ -95,13 +104,23 @@ def _verdict(j: KeyJudgement, p: float | None, *, threshold: float, alpha: float
         # past the threshold may be the machine's drift alone (2x was seen a minute apart),
         # and one within it may hide a regression behind a faster round: neither is judged.
         return "unsure" if outside else "untested"
-    if p < alpha and j.ratio >= threshold:
+    # Allowing for the reference job may move the ratio where the raw figures do not go:
+    # a gate of one commit saw its reference run 0.66x in B, and a key whose raw figures
+    # held at 0.99x became 1.32x at p 0.002. The reference, not the key, had shifted. So
+    # a verdict also needs the raw ratio to lean its way, at least halfway to the threshold
+    # (geometrically: 1.14x for 1.3); the reference only sharpens what the raw rounds show.
+    lean = math.sqrt(threshold)
+    if p < alpha and j.ratio >= threshold and (j.raw_ratio is None or j.raw_ratio >= lean):
         return "regression"
-    if p < alpha and j.ratio <= 1.0 / threshold:
+    if (
+        p < alpha
+        and j.ratio <= 1.0 / threshold
+        and (j.raw_ratio is None or j.raw_ratio <= 1 / lean)
+    ):
         return "improvement"
     # "same" needs the whole interval inside the band: a shift of the threshold's size is
     # ruled out. Anything else (a wide interval, a significant but small shift reaching
-    # past the band) the rounds cannot settle.
+    # past the band, figures that disagree) the rounds cannot settle.
     if 1.0 / threshold < j.ci_low and j.ci_high < threshold:
         return "same"
     return "unsure"
@@ -138,7 +157,7 @@ def judge_key(
         ra, rb = _logs(ref_a), _logs(ref_b)
         fitted = _fit_with_reference(la, lb, ra, rb)
         if fitted is not None:
-            return fitted
+            return replace(fitted, raw_ratio=math.exp(float(lb.mean() - la.mean())))
         la, lb = la - ra, lb - rb  # too few rounds to fit a slope: divide by the reference
     ratio = math.exp(float(lb.mean() - la.mean()))
     if min(len(la), len(lb)) < MIN_ROUNDS:

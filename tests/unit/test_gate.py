@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,46 @@ def test_the_recorder_times_the_stretch_inside_the_window(
     assert all(ms >= 3 * 20 * 0.99 for ms in slow)
     assert all(ms >= 20 * 0.99 for ms in other)
     assert math.fsum(other) < math.fsum(slow)
+
+
+def test_a_shift_the_reference_alone_made_is_unsure_not_a_regression() -> None:
+    """Rounds of one commit measured on this machine (backup_no_change, ms, with each
+    round's reference-job median): the reference ran 0.66x in B, the key's raw figures
+    held (0.99x). Allowing for the reference alone says 1.32x at a tiny p; the raw rounds
+    do not lean that way, so the verdict is unsure, not a regression."""
+    key_a, key_b = [13.839, 9.42, 13.968, 13.894], [12.667, 12.286, 12.403, 12.697]
+    ref_a, ref_b = [6.734, 3.68, 6.388, 6.201], [3.619, 3.556, 3.611, 3.89]
+    (j,) = judge_keys({"k": key_a}, {"k": key_b}, refs_a={"k": ref_a}, refs_b={"k": ref_b}).values()
+    assert j.ratio is not None and j.ratio > 1.3 and j.p_value is not None and j.p_value < 0.05
+    assert j.raw_ratio == pytest.approx(0.99, abs=0.02)
+    assert j.verdict == "unsure"
+    # The same rounds with the key truly slower in B (raw 1.3x too): a regression.
+    (k,) = judge_keys(
+        {"k": key_a}, {"k": [x * 1.35 for x in key_b]}, refs_a={"k": ref_a}, refs_b={"k": ref_b}
+    ).values()
+    assert k.verdict == "regression"
+
+
+def test_the_stretch_holds_the_event_loop_as_slower_code_would() -> None:
+    """Nothing queued on the loop runs inside the stretch: background work neither fills
+    the window (overshooting the factor) nor leaves the operations timed after it."""
+
+    async def measure() -> tuple[float, float, list[float]]:
+        ran: list[float] = []
+
+        async def queued() -> None:
+            ran.append(time.perf_counter())
+
+        task = asyncio.create_task(queued())
+        start = time.perf_counter()
+        await Slowdown("x", 3.0).stretch(10_000_000)  # 2 x 10 ms
+        end = time.perf_counter()
+        await task
+        return start, end, ran
+
+    start, end, ran = asyncio.run(measure())
+    assert end - start >= 0.02
+    assert ran and ran[0] >= end
 
 
 # -- the continuous gate: everything that is refused before a round runs --------------------
