@@ -29,6 +29,9 @@ def test_every_part_is_measured_through_the_proxy_beside_raw_requests(s3: S3Endp
     assert region["figures"]["raw_list"]["p50_ms"] >= 15
     sustained = loop["sustained"]
     assert sustained["writes"] > 10 and len(sustained["windows"]) >= 2
+    # Each write is timed beside one raw PUT: the yardstick spans the same windows.
+    assert abs(sustained["raw_put"]["n"] - sustained["writes"]) <= 1
+    assert len(sustained["raw_put_windows"]) == len(sustained["windows"])
     for key in ("reopen", "first_open"):
         opened = sustained[key]
         assert 0 < opened["files_installed"] < opened["remote_files"], key
@@ -68,6 +71,10 @@ def test_judging_passes_and_fails_on_the_stated_targets() -> None:
         "window_s": 10.0,
         "windows": [_fig(30.0, n=300), _fig(33.0, n=300), _fig(45.0, n=300)],
         "all": _fig(35.0, p99=80.0, n=900),
+        # The machine slowed 1.4x between the first and the last window (the raw PUT's
+        # drift): net of it the writes grew 1.5 / 1.4 = 1.07x.
+        "raw_put_windows": [_fig(5.0, n=300), _fig(6.0, n=300), _fig(7.0, n=300)],
+        "raw_put": _fig(6.0, p99=30.0, n=900),
         # A listing of the table: 3 LIST pages, one HEAD per older version's record.
         "reopen": {
             "requests": {"LIST": 3, "GET": 9, "HEAD": 40},
@@ -98,6 +105,13 @@ def test_judging_passes_and_fails_on_the_stated_targets() -> None:
     assert v["[loopback] one-doc sync"] == "FAIL"
     assert v["[loopback] S3-primary write vs LanceDB add"] == "PASS"
     assert v["[loopback] sustained writes: last vs first window p50"] == "FAIL"  # 1.5x
+    net = "[loopback] sustained writes: last vs first window p50, net of the raw PUT's"
+    assert v[net] == "PASS"  # 1.07x
+    floor = "[loopback] sustained raw PUT beside the writes: p99 vs p50 (the floor's tail)"
+    assert v[floor] == "info"
+    sustained["raw_put_windows"] = [_fig(5.0, n=300)] * 3  # a steady machine: 1.5x is ours
+    v = {c.what: c.verdict for c in judge_sync_cost(result)}
+    assert v[net] == "FAIL"
     assert v["[loopback] sustained writes: p99 vs p50"] == "PASS"
     assert v["[loopback] sustained writes: longest stall"] == "PASS"
     assert v["[loopback] reopen, behind by 900 writes"] == "FAIL"
