@@ -18,7 +18,8 @@ raw boto3 requests through the same proxy:
   sync with nothing new          beside one raw one-key LIST (its floor)
   sync after one new document    beside a raw LIST + PUT + PUT (the three round trips)
   S3-primary single write        beside LanceDB adding one row straight to the bucket
-  sustained S3-primary writes    median per window against the first, p99, longest stall
+  sustained S3-primary writes    median per window against the first (also net of a raw
+                                 PUT timed beside each write), p99, longest stall
   reopening a cache              requests against the files of the latest version
 
 Targets: a no-change sync is 1 request and <= 5 ms on loopback; a one-document sync

@@ -461,11 +461,22 @@ class SyncStore(LocalStore):
         )
 
     async def _unpushed(self) -> pa.Table:
-        """Flush the write log, then read this device's records newer than what S3 holds of
-        them as last seen (none read when nothing newer was written)."""
-        await self.flush()
+        """This device's records newer than what S3 holds of them as last seen (none read
+        when nothing newer was written).
+
+        When all of them are still in the write tier's memory (the usual case between two
+        syncs), they are taken from there: no flush into the local table and no scan of it
+        on the sync's path (a one-document sync spent ~40 % of its time on those); the tier
+        flushes them later, as it does any write. Otherwise the log is flushed and the
+        table read.
+        """
         me = self.ctx.writer
         floor = max((self._remote_marks or {}).get(me, -1), self.pushed)
+        if self.tier is not None:
+            held = self.tier.records_after(floor, me)
+            if held is not None:
+                return held
+        await self.flush()
         if await self._own_newest() <= floor:
             return pa.table({})
         async with self.write_lock:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lancesync_bench.storage.doctable import DocTable
 from lancesync_bench.storage.log import (
@@ -303,6 +304,22 @@ class WriteTier:
         # them before it went away.
         self._frozen.append(_Frozen(mem, segments, attempted=True))
         self._wake.set()
+
+    def records_after(self, floor: int, origin: str) -> pa.Table | None:
+        """``origin``'s records newer than ``floor`` when every one of them is still in
+        memory (acknowledged, in the log, in no Lance version yet); None when some may be in
+        the Lance table (its newest record is newer than ``floor``): read it there."""
+        if self.lance_max_ts > floor:
+            return None
+        tables = [m.to_table() for m in (self.active, *(f.mem for f in self._frozen)) if m.rows]
+        if not tables:
+            return pa.table({})
+        records = pa.concat_tables(tables)
+        keep = pc.and_(
+            pc.equal(records.column("origin"), origin),
+            pc.greater(records.column("updated_at"), floor),
+        )
+        return records.filter(keep)
 
     def _memtables(self) -> list[MemTable]:
         mems = [self.active, *(f.mem for f in reversed(self._frozen))]

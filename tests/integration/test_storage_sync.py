@@ -187,6 +187,40 @@ def test_deleted_document_does_not_come_back(s3: S3Endpoint, tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
+def test_a_sync_pushes_writes_still_in_memory_without_flushing_them(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """Between two syncs a device's new records sit in its write tier: a sync pushes them
+    from there (no local flush on its path), and pushes nothing twice once the tier has
+    flushed them; a delete travels the same way."""
+
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, make_docs(3))
+            await _sync_ok(a)
+            tier = (await a._store(USER)).tier
+            assert tier is not None
+            flushes = tier.flushes
+            await a.add_documents(USER, [{**make_docs(1)[0], "text": "d0 edited"}])
+            await a.delete_documents(USER, ["d1"])
+            report = await a.sync(USER)
+            assert report.reachable and report.records_up == 2, report
+            assert tier.flushes == flushes  # pushed from memory: nothing flushed for it
+            await _sync_ok(b)
+            got = await b.get_document(USER, "d0")
+            assert got is not None and got["text"] == "d0 edited"
+            assert await b.get_document(USER, "d1") is None
+            await a.flush(USER)
+            assert tier.flushes > flushes
+            assert (await a.sync(USER)).records_up == 0
+            assert await service_live(a, USER) == await service_live(b, USER)
+
+    asyncio.run(scenario())
+
+
 def test_s3_primary_instances_see_each_other(s3: S3Endpoint, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with (
