@@ -40,6 +40,7 @@ __all__ = [
     "SampleRow",
     "StatsRow",
     "VerdictRow",
+    "atomic_write",
     "collect_metadata",
     "latest_run",
     "load",
@@ -270,7 +271,9 @@ def _check_secrets(text: str, secrets: Iterable[str], name: str) -> None:
             raise ResultsError(f"refusing to write {name}: it still contains a secret value")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file beside it, fsync, rename): a reader
+    sees the old file or the whole new one, never half of it. Newlines are written as is."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -326,8 +329,8 @@ def write_run(
     text = json.dumps(envelope, indent=2, allow_nan=False, default=_json_default) + "\n"
     _check_secrets(text, secrets, RESULTS_FILE)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / SAMPLES_FILE, samples_text)
-    _atomic_write(target, text)  # last: its presence marks the run complete
+    atomic_write(folder / SAMPLES_FILE, samples_text)
+    atomic_write(target, text)  # last: its presence marks the run complete
     return target
 
 

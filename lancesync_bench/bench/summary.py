@@ -15,6 +15,7 @@ from lancesync_bench.results import SampleRow
 
 __all__ = [
     "baseline_name",
+    "columns",
     "format_baselines",
     "format_failures",
     "format_missing_tools",
@@ -53,8 +54,9 @@ def ratio_words(ratio: float | None, baseline: str) -> str:
     return f"{1.0 / ratio:.2g}x faster than {name}"
 
 
-def _columns(lines: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, the first line a header underlined with dashes."""
+def columns(lines: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, the first line a header underlined with dashes (every table
+    ``run`` prints, the verdict table too)."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
@@ -109,7 +111,7 @@ def format_baselines(rows: Iterable[dict[str, Any]]) -> str:
         )
     if len(lines) == 1:
         return "(no baseline measured an operation of the service)"
-    return _columns(lines)
+    return columns(lines)
 
 
 def _ms(value: float | None) -> str:
@@ -178,7 +180,7 @@ def format_sweep(rows: Iterable[dict[str, Any]]) -> str:
         f"knee: {sc} at {size} rows, {users} users offered {offered:.0f} ops/s: {why}"
         for sc, size, users, offered, why in sorted(knees)
     ]
-    return "\n".join([_columns(lines), *notes])
+    return "\n".join([columns(lines), *notes])
 
 
 def format_failures(failed: Sequence[FailedOperation]) -> str:

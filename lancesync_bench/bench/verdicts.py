@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from lancesync_bench.bench.baselines import TOOL_START
 from lancesync_bench.bench.probe import REFERENCE_PATH
+from lancesync_bench.bench.summary import columns
 from lancesync_bench.config import DEFAULT_CACHE_MAX_STALENESS_MS, StorageMode
 from lancesync_bench.intervals import (
     CONFIDENCE,
@@ -353,7 +354,7 @@ def format_verdicts(rows: Iterable[VerdictRow]) -> str:
                 _verdict_text(r),
             )
         )
-    table = f"{_columns(lines)}\n{_INTERVAL_LEGEND}"
+    table = f"{columns(lines)}\n{_INTERVAL_LEGEND}"
     return f"{table}\n{_LEGEND}" if noisy else table
 
 
@@ -425,13 +426,3 @@ def comparison_rows(samples: Iterable[SampleRow]) -> list[dict[str, Any]]:
                 }
             )
     return rows
-
-
-def _columns(lines: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, the first line a header underlined with dashes."""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    out = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)

@@ -16,7 +16,6 @@ from lancesync_bench.chaos.common import (
     PRIMARY,
     S3_MODES,
     make_config,
-    missing_acked,
     remote_live,
     service_live,
 )
@@ -68,9 +67,7 @@ async def _one_mode(ctx: SuiteContext, mode: str, n_ops: int) -> dict[str, Any]:
             level, attempts = await workload.level()
             local = await service_live(svc, USER) if mode != PRIMARY else None
     remote = await remote_live(ep, USER)
-    lost = set(missing_acked(remote, workload.acked))
-    if local is not None:
-        lost |= set(missing_acked(local, workload.acked))
+    lost = workload.lost(remote, local)
     log = workload.log
     return {
         "mode": mode,

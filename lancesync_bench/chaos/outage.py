@@ -18,7 +18,6 @@ from lancesync_bench.chaos.common import (
     S3_MODES,
     failure_bound_s,
     make_config,
-    missing_acked,
     remote_live,
     service_live,
     tail_ms,
@@ -67,9 +66,7 @@ async def _one_mode(ctx: SuiteContext, mode: str, n_ops: int) -> dict[str, Any]:
             final_done, _ = await workload.level()
             live_local = await service_live(svc, USER) if mode != PRIMARY else None
     remote = await remote_live(ep, USER)  # directly, not through the proxy
-    lost = set(missing_acked(remote, workload.acked))
-    if live_local is not None:
-        lost |= set(missing_acked(live_local, workload.acked))
+    lost = workload.lost(remote, live_local)
     log = workload.log
     return {
         "mode": mode,

@@ -10,8 +10,6 @@ written atomically; its presence means the run finished.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lancesync_bench.errors import LanceSyncError
-from lancesync_bench.results import redact
+from lancesync_bench.results import atomic_write, redact
 
 __all__ = [
     "RELIABILITY_FILE",
@@ -170,16 +168,7 @@ def write_reliability(run_dir: Path, text: str) -> Path:
     """Write ``text`` as ``run_dir/reliability.json`` atomically (temp file, fsync, rename)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / RELIABILITY_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{RELIABILITY_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, text)
     return target
 
 

@@ -12,10 +12,19 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lancesync_bench.chaos.common import DIM, PRIMARY, SYNC, Acked, document, latency_figures
+from lancesync_bench.chaos.common import (
+    DIM,
+    PRIMARY,
+    SYNC,
+    Acked,
+    document,
+    latency_figures,
+    missing_acked,
+)
 from lancesync_bench.errors import S3Error
 from lancesync_bench.storage.reports import SyncReport
 from lancesync_bench.storage.service import LanceDBStorageService
@@ -87,6 +96,18 @@ class Workload:
         self.stale_seen = False
         self.wrong_reads: list[str] = []
         self.unexpected: list[str] = []  # errors that are not S3 errors: always a finding
+
+    def lost(
+        self,
+        remote: Mapping[str, Mapping[str, Any]],
+        local: Mapping[str, Mapping[str, Any]] | None,
+    ) -> set[str]:
+        """Ids of acknowledged writes that S3 (``remote``) or, where a local primary was
+        read, ``local`` does not hold as live: what the section must find empty."""
+        lost = set(missing_acked(remote, self.acked))
+        if local is not None:
+            lost |= set(missing_acked(local, self.acked))
+        return lost
 
     def next_kind(self, index: int) -> str:
         """The kind of operation ``index`` (transfers on a fixed period, the rest drawn)."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from lancesync_bench.s3.select import KINDS
+from lancesync_bench.cli.options import add_command, add_out_option, add_s3_option
 
 __all__ = ["register"]
 
@@ -28,17 +27,15 @@ def register(subparsers: Any) -> None:
     """Add the ``chaos`` subcommand."""
     from lancesync_bench.chaos.suite import SECTIONS
 
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "chaos",
-        help="run the fault-injection, bad-input and security suite",
+        summary="run the fault-injection, bad-input and security suite",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="a tenth of the size (CI)")
-    p.add_argument(
-        "--out", type=Path, default=Path("results"), help="results folder (default: results/)"
-    )
-    p.add_argument("--s3", choices=KINDS, default="auto", help="S3 server to use (default: auto)")
+    add_out_option(p)
+    add_s3_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument(
         "--only",

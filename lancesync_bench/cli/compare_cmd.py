@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from lancesync_bench.cli.options import add_command
+
 __all__ = ["register", "run"]
 
 _SEPARATOR = "vs"
@@ -81,13 +83,33 @@ def add_rule_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_key_filter_options(p: argparse.ArgumentParser, *, operations: str, sizes: str) -> None:
+    """--operation and --size: which keys are judged (shared with ``gate``); ``operations``
+    and ``sizes`` end each option's help, after "repeatable; "."""
+    p.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"judge only this operation (repeatable; {operations})",
+    )
+    p.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        default=[],
+        metavar="ROWS",
+        help=f"judge only this table size (repeatable; {sizes})",
+    )
+
+
 def register(subparsers: Any) -> None:
     """Add the ``compare`` subcommand to ``subparsers``."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "compare",
-        help="compare runs per operation across rounds; exit 1 on a regression",
+        summary="compare runs per operation across rounds; exit 1 on a regression",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "runs",
@@ -96,21 +118,7 @@ def register(subparsers: Any) -> None:
         help=f"RUN_A RUN_B, or A1 [A2 ...] {_SEPARATOR} B1 [B2 ...]",
     )
     add_rule_options(p)
-    p.add_argument(
-        "--operation",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="judge only this operation (repeatable; default: every operation)",
-    )
-    p.add_argument(
-        "--size",
-        action="append",
-        type=int,
-        default=[],
-        metavar="ROWS",
-        help="judge only this table size (repeatable; default: every size)",
-    )
+    add_key_filter_options(p, operations="default: every operation", sizes="default: every size")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from lancesync_bench.cli.options import add_command
 from lancesync_bench.config import CLOUD_INDICATORS, LanceDBSyncConfig
 from lancesync_bench.errors import ConfigError
 
@@ -52,16 +53,16 @@ def _epilog() -> str:
 
 def register(subparsers: Any) -> None:
     """Add the ``config`` subcommand to ``subparsers``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "config",
-        help="show the configuration resolved from the current environment",
+        summary="show the configuration resolved from the current environment",
         description=(
             "Resolve the LanceDB sync configuration from the current environment and show "
             "it: frontend type, backend location and why it was chosen, storage mode, flags "
             "and S3 settings (secrets redacted), and whether the configuration is valid."
         ),
         epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of aligned text"

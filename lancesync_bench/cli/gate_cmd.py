@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lancesync_bench.cli.compare_cmd import add_rule_options
-from lancesync_bench.s3.select import KINDS
+from lancesync_bench.cli.compare_cmd import add_key_filter_options, add_rule_options
+from lancesync_bench.cli.options import add_command, add_s3_option
 
 __all__ = ["register", "run"]
 
@@ -47,11 +47,11 @@ def register(subparsers: Any) -> None:
         DEFAULT_SCENARIOS,
     )
 
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "gate",
-        help="benchmark two commits in alternating rounds; exit 1 on a regression",
+        summary="benchmark two commits in alternating rounds; exit 1 on a regression",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("base", nargs="?", default="HEAD~1", metavar="BASE", help="default: HEAD~1")
     p.add_argument("head", nargs="?", default="HEAD", metavar="HEAD", help="default: HEAD")
@@ -81,23 +81,13 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help=f"network profile (repeatable; default: {', '.join(DEFAULT_PROFILES)})",
     )
-    p.add_argument(
-        "--operation",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="judge only this operation (repeatable; default: every operation measured)",
-    )
-    p.add_argument(
-        "--size",
-        action="append",
-        type=int,
-        default=[],
-        metavar="ROWS",
-        help="judge only this table size (repeatable; rounds run each scenario's quick sizes)",
+    add_key_filter_options(
+        p,
+        operations="default: every operation measured",
+        sizes="rounds run each scenario's quick sizes",
     )
     p.add_argument("--baselines", action="store_true", help="measure the baselines too")
-    p.add_argument("--s3", choices=KINDS, default="auto", help="S3 server (default: auto)")
+    add_s3_option(p, "S3 server (default: auto)")
     p.add_argument(
         "--out",
         type=Path,

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from lancesync_bench.cli.options import add_command
+
 __all__ = ["register"]
 
 _DESCRIPTION = """\
@@ -37,11 +39,11 @@ exit status: 0 migrated and verified (or dry run done), 1 refused or verificatio
 
 def register(subparsers: Any) -> None:
     """Add the ``migrate`` subcommand."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "migrate",
-        help="move a user's documents to another storage mode, verified",
+        summary="move a user's documents to another storage mode, verified",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--user", required=True, metavar="ID", help="the user id to migrate")
     p.add_argument(

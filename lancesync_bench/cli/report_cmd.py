@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lancesync_bench.cli.options import add_command
 from lancesync_bench.cli.outputs import check_output_folder
 from lancesync_bench.errors import ConfigError
 
@@ -27,11 +28,11 @@ Exit status: 0 written, 2 when RUN_DIR is not a run (no results.json) or a forma
 
 def register(subparsers: Any) -> None:
     """Add the ``report`` subcommand to ``subparsers``."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
-        help="write PNG figures and an HTML page for a run",
+        summary="write PNG figures and an HTML page for a run",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "run_dir", metavar="RUN_DIR", nargs="?", type=Path, help="a run folder (results/<run-id>)"

@@ -7,8 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lancesync_bench.cli.options import (
+    add_command,
+    add_fail_on_miss_option,
+    add_out_option,
+    add_s3_option,
+)
 from lancesync_bench.cli.outputs import check_output_folder
-from lancesync_bench.s3.select import KINDS
 
 __all__ = ["exit_code", "register"]
 
@@ -44,11 +49,11 @@ arguments, scenario or configuration.
 
 def register(subparsers: Any) -> None:
     """Add the ``run`` subcommand."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "run",
-        help="run the benchmark and print the verdict",
+        summary="run the benchmark and print the verdict",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--scenario",
@@ -57,7 +62,7 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="scenario to run (repeatable; default: all files in scenarios/)",
     )
-    p.add_argument("--s3", choices=KINDS, default="auto", help="S3 server to use (default: auto)")
+    add_s3_option(p)
     p.add_argument(
         "--profile",
         action="append",
@@ -76,9 +81,7 @@ def register(subparsers: Any) -> None:
             " cross-region (80 ms RTT, 8 cells), about 6 minutes more than the default run"
         ),
     )
-    p.add_argument(
-        "--out", type=Path, default=Path("results"), help="results folder (default: results/)"
-    )
+    add_out_option(p)
     p.add_argument("--scenarios-dir", type=Path, default=None, help="where scenario files live")
     p.add_argument(
         "--no-baselines",
@@ -99,10 +102,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--fail-on-miss",
-        action="store_true",
-        help="exit 1 when any judged target is FAIL (UNSURE does not fail; 2: bad input)",
+    add_fail_on_miss_option(
+        p, "exit 1 when any judged target is FAIL (UNSURE does not fail; 2: bad input)"
     )
     p.set_defaults(func=_run)
 

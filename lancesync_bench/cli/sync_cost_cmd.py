@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
+
+from lancesync_bench.cli.options import (
+    add_command,
+    add_fail_on_miss_option,
+    add_out_option,
+    add_s3_option,
+)
 
 __all__ = ["register"]
 
@@ -37,13 +43,11 @@ issue's 10-minute sustained check is --sustained-s 600. Exit 0 whatever the verd
 
 def register(subparsers: Any) -> None:
     """Add the ``sync-cost`` subcommand."""
-    from lancesync_bench.s3.select import KINDS
-
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "sync-cost",
-        help="measure sync and S3-primary write costs against raw S3 requests",
+        summary="measure sync and S3-primary write costs against raw S3 requests",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--rounds", type=int, default=120, help="loopback rounds (default 120)")
     p.add_argument(
@@ -53,11 +57,9 @@ def register(subparsers: Any) -> None:
         help="seconds of sustained S3-primary writes (default 60)",
     )
     p.add_argument("--quick", action="store_true", help="30 rounds, 15 s sustained")
-    p.add_argument("--s3", choices=KINDS, default="auto", help="S3 server to use (default: auto)")
-    p.add_argument(
-        "--out", type=Path, default=Path("results"), help="results folder (default: results/)"
-    )
-    p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a check is FAIL")
+    add_s3_option(p)
+    add_out_option(p)
+    add_fail_on_miss_option(p)
     p.set_defaults(func=_run)
 
 

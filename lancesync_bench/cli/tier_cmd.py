@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lancesync_bench.cli.options import add_command, add_fail_on_miss_option, add_out_option
+
 __all__ = ["register"]
 
 _DESCRIPTION = """\
@@ -30,20 +32,18 @@ Exit 0 whatever the verdicts (use --fail-on-miss to exit 1 on a FAIL).
 
 def register(subparsers: Any) -> None:
     """Add the ``tier`` subcommand."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "tier",
-        help="measure the write tier against raw LanceDB",
+        summary="measure the write tier against raw LanceDB",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--rows", type=int, default=10_000, help="table size (default 10000)")
     p.add_argument("--writes", type=int, default=2_000, help="sustained writes (default 2000)")
     p.add_argument("--kills", type=int, default=12, help="SIGKILL restarts (default 12)")
     p.add_argument("--quick", action="store_true", help="2k rows, 400 writes, 3 kills")
-    p.add_argument(
-        "--out", type=Path, default=Path("results"), help="results folder (default: results/)"
-    )
-    p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a check is FAIL")
+    add_out_option(p)
+    add_fail_on_miss_option(p)
     p.set_defaults(func=_run)
 
 

@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
@@ -40,6 +40,7 @@ from lancesync_bench.storage.schema import TABLE_NAME, sql_string
 from lancesync_bench.storage.transfer import TransferStats, latest_version, local_files
 
 if TYPE_CHECKING:
+    from lancesync_bench.storage.reports import SyncReport
     from lancesync_bench.storage.service import LanceDBStorageService
 
 __all__ = ["FLOWS", "Run"]
@@ -175,6 +176,39 @@ async def _verify_copy(run: Run, *, expect_version: int | None = None) -> None:
     report.verified = True
 
 
+async def _final_push(
+    run: Run,
+    kind: Literal["backup", "sync"],
+    *,
+    unreachable: str,
+    pending: str,
+    writer: str,
+) -> SyncReport:
+    """The service's last backup or sync before the hand-over, its requests counted.
+
+    Raises :class:`MigrationError` when it could not reach S3 (``unreachable`` ends that
+    message) or when ``pending`` changes are still not on S3 after it (is ``writer`` still
+    writing?): nothing is handed over then.
+    """
+    async with run.service() as service:
+        push = service.backup if kind == "backup" else service.sync
+        report = await push(run.user_id)
+        if not report.reachable:
+            raise MigrationError(
+                f"the final {kind} could not reach S3 ({report.error}); nothing was handed "
+                f"over{unreachable}"
+            )
+        status = await service.status(run.user_id)
+    for request, n in report.requests.items():
+        run.stats.count(request, n)
+    if status.pending_changes:
+        raise MigrationError(
+            f"{status.pending_changes} {pending} are still not on S3 after the final {kind}; "
+            f"is {writer} still writing? Stop it and run again"
+        )
+    return report
+
+
 async def desktop_to_web(run: Run) -> None:
     """Final backup, nothing pending, S3 equal to the desktop; the desktop hands over."""
     plan = await run.plan("backup")
@@ -182,21 +216,13 @@ async def desktop_to_web(run: Run) -> None:
         return
     if plan.send:
         await run.upload(plan)
-    async with run.service() as service:
-        backup = await service.backup(run.user_id)
-        if not backup.reachable:
-            raise MigrationError(
-                f"the final backup could not reach S3 ({backup.error}); nothing was handed "
-                "over: the desktop stays the primary"
-            )
-        status = await service.status(run.user_id)
-    for kind, n in backup.requests.items():
-        run.stats.count(kind, n)
-    if status.pending_changes:
-        raise MigrationError(
-            f"{status.pending_changes} local version(s) are still not on S3 after the final "
-            "backup; is the desktop app still writing? Stop it and run again"
-        )
+    await _final_push(
+        run,
+        "backup",
+        unreachable=": the desktop stays the primary",
+        pending="local version(s)",
+        writer="the desktop app",
+    )
     await _verify_copy(run)
     run.report.next_steps = [
         f"stop the desktop's own storage for user {run.user_id}: the desktop app becomes a "
@@ -238,20 +264,9 @@ async def sync_to_cloud(run: Run) -> None:
     if run.dry_run:
         await _preview_sync(run, remote_version=before)
         return
-    async with run.service() as service:
-        sync = await service.sync(run.user_id)
-        if not sync.reachable:
-            raise MigrationError(
-                f"the final sync could not reach S3 ({sync.error}); nothing was handed over"
-            )
-        status = await service.status(run.user_id)
-    for kind, n in sync.requests.items():
-        run.stats.count(kind, n)
-    if status.pending_changes:
-        raise MigrationError(
-            f"{status.pending_changes} record(s) of this device are still not on S3 after the "
-            "final sync; is the backend still writing? Stop it and run again"
-        )
+    sync = await _final_push(
+        run, "sync", unreachable="", pending="record(s) of this device", writer="the backend"
+    )
     report = run.report
     report.records, report.files, report.bytes = sync.records_up, sync.files_up, sync.bytes_up
     report.download_files, report.download_bytes = sync.files_down, sync.bytes_down

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from lancesync_bench.bench.summary import baseline_name
 from lancesync_bench.report.data import ReportData, operation_sort_key
+from lancesync_bench.report.panels import bottom_legend
 from lancesync_bench.report.style import CAVEAT, OKABE_ITO, new_figure
 from lancesync_bench.report.tables import baseline_ratios
 
@@ -125,11 +126,5 @@ def baseline_figure(data: ReportData) -> Figure | None:
         Patch(color=OKABE_ITO[j % len(OKABE_ITO)], label=baseline_name(name))
         for j, name in enumerate(baselines)
     ]
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(len(handles), 4),
-        frameon=False,
-        fontsize=9,
-    )
+    bottom_legend(fig, handles, max_columns=4)
     return fig

@@ -9,17 +9,17 @@ figure in :mod:`lancesync_bench.report.growth` shows how figures change with siz
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from lancesync_bench.report.data import ReportData
 from lancesync_bench.report.panels import (
     MS_LOG,
     bottom_legend,
-    grid,
+    finish_operation_panel,
     panel_title,
     profile_handles,
     profile_label,
+    scenario_grid,
     scenario_panels,
 )
 from lancesync_bench.report.rtt_model import MAX_DEVIATION, model_rows
@@ -56,15 +56,9 @@ def latency_figure(data: ReportData, *, size: int | None = None) -> Figure | Non
     targets = data.targets()
     slot = 0.2 * len(profiles) + 0.18  # inches per operation row: each box ~0.2 in tall
     headroom = 0.45 / slot  # room above the first row for the target labels, in rows
-    most = max(len(p[3]) for p in panels)
-    ncols = 2 if len(panels) > 1 else 1
-    nrows = math.ceil(len(panels) / ncols)
-    # 10 in at least: the two-line title and the legend clip on a narrower single panel.
-    fig = new_figure(max(7.0 * ncols, 10.0), nrows * (most * slot + headroom * slot + 0.9) + 1.4)
+    fig, axes = scenario_grid(panels, row_in=slot, panel_in=headroom * slot + 0.9, top_in=1.4)
     width = 0.8 / len(profiles)
-    for ax, (scenario, chosen, f, labels) in zip(
-        grid(fig, len(panels), ncols, sharex=True), panels, strict=True
-    ):
+    for ax, (scenario, chosen, f, labels) in zip(axes, panels, strict=True):
         draw_targets(ax, targets)
         for j, profile in enumerate(profiles):
             color = color_for(profile, profiles)
@@ -95,13 +89,9 @@ def latency_figure(data: ReportData, *, size: int | None = None) -> Figure | Non
                     "markeredgecolor": color,
                 },
             )
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_ylim(len(labels) - 0.5, -0.5 - headroom)  # first operation at the top
-        ax.set_title(panel_title(scenario, chosen, f), fontsize=10, loc="left")
-        ax.grid(axis="x", which="major", alpha=0.3)
-        log_ms_axis(ax)
-        ax.tick_params(labelbottom=True)  # shared x, but every panel keeps its numbers
-        ax.set_xlabel(MS_LOG)
+        finish_operation_panel(
+            ax, labels, headroom=headroom, title=panel_title(scenario, chosen, f), xlabel=MS_LOG
+        )
     fig.suptitle(
         f"Latency per operation, service path (run {data.run_id})\n{CAVEAT}; box p25-p75, "
         "black line median, whiskers p5-p95, dots beyond",

@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from lancesync_bench.report.data import ReportData, operation_sort_key, quantile, sweep_samples
+from lancesync_bench.report.panels import bottom_legend
 from lancesync_bench.report.style import (
     CAVEAT,
     MARKERS,
@@ -151,6 +152,28 @@ def _handles(series: list[str], any_p95: bool, data: ReportData) -> list[Artist]
     return out + target_handles(data.targets())
 
 
+def _drawn_facets(
+    data: ReportData,
+    frame: pd.DataFrame,
+    x: str,
+    series_column: str,
+    xlabel: str,
+    *,
+    base: int,
+) -> tuple[Figure, list[Artist]]:
+    """The panels of a growth figure (see :func:`_facets`), each with the targets, p50 and
+    p95 lines per series and readable latency ticks; returns the figure and its legend."""
+    fig, axes, series = _facets(frame, x, series_column, xlabel, base=base)
+    any_p95 = False
+    for ax, label in zip(
+        axes, sorted(frame["label"].unique(), key=operation_sort_key), strict=True
+    ):
+        draw_targets(ax, data.targets(), which="y", label=False)
+        any_p95 |= _draw_lines(ax, frame[frame["label"] == label], x, series, series_column)[1]
+        _readable_ms_ticks(ax)
+    return fig, _handles(series, any_p95, data)
+
+
 def size_growth_figure(data: ReportData, *, profile: str | None = None) -> Figure | None:
     """p50 and p95 against table size (log-log), one panel per operation, one line per scenario.
 
@@ -165,14 +188,7 @@ def size_growth_figure(data: ReportData, *, profile: str | None = None) -> Figur
     frame = frame[frame["profile"] == profile]
     if frame.empty:
         return None
-    fig, axes, series = _facets(frame, "size", "scenario", "table size (rows)", base=10)
-    any_p95 = False
-    for ax, label in zip(
-        axes, sorted(frame["label"].unique(), key=operation_sort_key), strict=True
-    ):
-        draw_targets(ax, data.targets(), which="y", label=False)
-        any_p95 |= _draw_lines(ax, frame[frame["label"] == label], "size", series, "scenario")[1]
-        _readable_ms_ticks(ax)
+    fig, handles = _drawn_facets(data, frame, "size", "scenario", "table size (rows)", base=10)
     sizes = sorted(frame["size"].unique())
     note = (
         f"only one table size ({sizes[0]:,} rows) in this run (a --quick run?): "
@@ -184,14 +200,7 @@ def size_growth_figure(data: ReportData, *, profile: str | None = None) -> Figur
         f"Latency vs table size on {profile}, service path (run {data.run_id})\n{note}; {CAVEAT}",
         fontsize=11,
     )
-    handles = _handles(series, any_p95, data)
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(len(handles), 6),
-        frameon=False,
-        fontsize=9,
-    )
+    bottom_legend(fig, handles, max_columns=6)
     return fig
 
 
@@ -214,26 +223,12 @@ def users_growth_figure(data: ReportData) -> Figure | None:
         + " / "
         + sweep["size"].map(lambda n: f"{int(n):,} rows")
     )
-    fig, axes, series = _facets(sweep, "users", "series", "concurrent users", base=2)
-    any_p95 = False
-    for ax, label in zip(
-        axes, sorted(sweep["label"].unique(), key=operation_sort_key), strict=True
-    ):
-        draw_targets(ax, data.targets(), which="y", label=False)
-        any_p95 |= _draw_lines(ax, sweep[sweep["label"] == label], "users", series, "series")[1]
-        _readable_ms_ticks(ax)
+    fig, handles = _drawn_facets(data, sweep, "users", "series", "concurrent users", base=2)
     fig.suptitle(
         f"Latency vs concurrent users, service path (run {data.run_id})\n"
         # bench/sweep.py runs open loop: a late start is charged to the operation.
         f"latency from each operation's intended start; {CAVEAT}",
         fontsize=11,
     )
-    handles = _handles(series, any_p95, data)
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(len(handles), 5),
-        frameon=False,
-        fontsize=9,
-    )
+    bottom_legend(fig, handles)
     return fig

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from lancesync_bench.report.data import ReportData, operation_sort_key, pick_size
-from lancesync_bench.report.style import MARKERS, color_for
+from lancesync_bench.report.style import MARKERS, color_for, log_ms_axis, new_figure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MS_LOG",
     "bottom_legend",
+    "finish_operation_panel",
     "grid",
     "panel_title",
     "profile_handles",
     "profile_label",
+    "scenario_grid",
     "scenario_panels",
 ]
 
@@ -60,12 +62,47 @@ def grid(fig: Figure, count: int, ncols: int, *, sharex: bool = False) -> list[A
     return axes[:count]
 
 
-def bottom_legend(fig: Figure, handles: list[Artist]) -> None:
-    """A frameless legend under the panels (above them it would collide with the title)."""
+def scenario_grid(
+    panels: list[tuple[str, int, pd.DataFrame, list[str]]],
+    *,
+    row_in: float,
+    panel_in: float,
+    top_in: float,
+) -> tuple[Figure, list[Axes]]:
+    """A figure with one panel per scenario (from :func:`scenario_panels`), sharing x.
+
+    Two columns when there are several panels; 10 in wide at least, since the two-line
+    title and the legend clip on a narrower single panel. Each row of panels is ``row_in``
+    per operation of the longest panel plus ``panel_in``; ``top_in`` is for title and legend.
+    """
+    most = max(len(p[3]) for p in panels)
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = math.ceil(len(panels) / ncols)
+    fig = new_figure(max(7.0 * ncols, 10.0), nrows * (most * row_in + panel_in) + top_in)
+    return fig, grid(fig, len(panels), ncols, sharex=True)
+
+
+def finish_operation_panel(
+    ax: Axes, labels: list[str], *, headroom: float, title: str, xlabel: str
+) -> None:
+    """One operation per row, the first at the top under ``headroom`` free rows (room for
+    the target labels); a log-ms x axis whose numbers every panel keeps, though shared."""
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5 - headroom)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(axis="x", which="major", alpha=0.3)
+    log_ms_axis(ax)
+    ax.tick_params(labelbottom=True)
+    ax.set_xlabel(xlabel)
+
+
+def bottom_legend(fig: Figure, handles: list[Artist], *, max_columns: int = 5) -> None:
+    """A frameless legend under the panels (above them it would collide with the title),
+    in one row of up to ``max_columns`` entries, wrapping after that."""
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(len(handles), 5),
+        ncol=min(len(handles), max_columns),
         frameon=False,
         fontsize=9,
     )

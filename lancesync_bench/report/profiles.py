@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from lancesync_bench.report.data import ReportData
 from lancesync_bench.report.panels import (
     bottom_legend,
-    grid,
+    finish_operation_panel,
     panel_title,
     profile_handles,
+    scenario_grid,
     scenario_panels,
 )
 from lancesync_bench.report.style import (
@@ -19,8 +19,6 @@ from lancesync_bench.report.style import (
     TIMES,
     color_for,
     draw_targets,
-    log_ms_axis,
-    new_figure,
     target_handles,
 )
 
@@ -44,13 +42,8 @@ def profiles_figure(data: ReportData, *, size: int | None = None) -> Figure | No
     if len(profiles) < 2 or not panels:
         return None
     targets = data.targets()
-    most = max(len(p[3]) for p in panels)
-    ncols = 2 if len(panels) > 1 else 1
-    nrows = math.ceil(len(panels) / ncols)
-    fig = new_figure(max(7.0 * ncols, 10.0), nrows * (most * 0.36 + 1.3) + 1.3)  # see latency
-    for ax, (scenario, chosen, f, labels) in zip(
-        grid(fig, len(panels), ncols, sharex=True), panels, strict=True
-    ):
+    fig, axes = scenario_grid(panels, row_in=0.36, panel_in=1.3, top_in=1.3)
+    for ax, (scenario, chosen, f, labels) in zip(axes, panels, strict=True):
         draw_targets(ax, targets)
         side = blended_transform_factory(ax.transAxes, ax.transData)
         p50 = f.groupby(["label", "profile"])["latency_ms"].median()
@@ -82,13 +75,13 @@ def profiles_figure(data: ReportData, *, size: int | None = None) -> Figure | No
             fontsize=7,
             color="#444444",
         )
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_ylim(len(labels) - 0.5, -0.5 - 1.2)  # one row of room for the target labels
-        ax.set_title(panel_title(scenario, chosen, f), fontsize=10, loc="left")
-        ax.grid(axis="x", which="major", alpha=0.3)
-        log_ms_axis(ax)
-        ax.tick_params(labelbottom=True)
-        ax.set_xlabel("median latency (ms, log scale)")
+        finish_operation_panel(
+            ax,
+            labels,
+            headroom=1.2,  # one row of room for the target labels
+            title=panel_title(scenario, chosen, f),
+            xlabel="median latency (ms, log scale)",
+        )
     fig.suptitle(
         f"Loopback vs emulated network profiles, service path, median (run {data.run_id})\n"
         f"{CAVEAT}",
