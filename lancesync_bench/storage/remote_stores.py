@@ -707,15 +707,16 @@ class S3PrimaryStore(LocalStore):
         self._table = self.replica.table
 
     async def _read_others(self, stats: TransferStats) -> dict[str, pa.Table]:
-        """Other writers' log objects: one LIST, then a GET of each not read before.
+        """Other writers' log objects: one LIST of the writers (one more per other writer
+        with objects), then a GET of each object not read before.
 
         Objects older than ``ADOPT_AFTER_S`` lost their writer: the tier takes them over
         (they are read at once and folded into Lance by the next flush).
         """
         assert self.wal is not None and self.tier is not None
         wal = self.wal
-        stats.count("LIST")
-        listing = await asyncio.to_thread(wal.list_objects)
+        listing, lists = await asyncio.to_thread(wal.list_others)
+        stats.count("LIST", lists)
         now = time.time()
         current: dict[str, pa.Table | None] = {}
         adopt: list[str] = []

@@ -340,10 +340,20 @@ class Replica:
         One one-key LIST when nothing changed; otherwise a LIST of ``_versions/``, one GET
         per new manifest (its metadata lists the files it needs), and one per new file.
         """
+        # The one-key LIST needs no lock: when S3's newest version is the one this copy
+        # holds, nothing is installed and nothing the lock guards is touched, so a refresh
+        # does not wait for a commit under way (a write on a stale view used to wait for a
+        # whole flush: its local commit and three PUTs).
+        latest = await asyncio.to_thread(self.remote.latest_version, stats)
+        if latest is not None and latest == self._local_latest():
+            self.last_refresh = time.monotonic()
+            self.remote_version = latest
+            return False
         async with self.lock:
-            # The files of the last open, commit or refresh (a folder scan when none yet).
-            local_latest = latest_version(self._files) if self._files else self.local_version()
-            latest = await asyncio.to_thread(self.remote.latest_version, stats)
+            # S3's newest differs: a commit of this copy may have landed meanwhile (then
+            # the copy holds it by now), or another writer's version is new, or the table
+            # was replaced (an older newest). Decided under the lock, on this listing.
+            local_latest = self._local_latest()
             self.last_refresh = time.monotonic()
             if latest is not None and latest <= local_latest:
                 self.remote_version = latest
@@ -362,6 +372,11 @@ class Replica:
             await self._note_newest()
             self.pulls += 1
             return True
+
+    def _local_latest(self) -> int:
+        """The copy's newest version: from the files of the last open, commit or refresh
+        (a folder scan when none yet)."""
+        return latest_version(self._files) if self._files else self.local_version()
 
     async def _pull_versions(
         self,

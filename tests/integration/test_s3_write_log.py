@@ -154,3 +154,28 @@ def test_writes_are_one_put_and_flushes_keep_the_s3_table_current(
 
     asyncio.run(scenario())
     assert sorted(_ids_on_s3_table(s3)) == sorted(f"d{i}" for i in range(10))
+
+
+def test_a_refresh_lists_the_writers_not_its_own_pile_of_log_objects(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """Between flushes a writer's own log objects pile up; a refresh lists who has objects
+    (one LIST with a delimiter) and then only the other writers' objects."""
+
+    async def scenario() -> None:
+        async with (
+            open_service(PRIMARY, tmp_path / "A", s3, device="A", tier=HOLD) as a,
+            open_service(PRIMARY, tmp_path / "B", s3, device="B", tier=HOLD) as b,
+        ):
+            for d in make_docs(12):
+                await a.add_documents(USER, [d])
+            wal = (await _store(a)).wal
+            assert wal is not None and len(wal.mine) >= 12
+            assert wal.list_others() == ([], 1)  # A's 12+ objects are not listed
+            await b.add_documents(USER, make_docs(1, start=50))
+            others, lists = wal.list_others()
+            assert lists == 2 and {o.writer for o in others} == {"B"} and len(others) == 1
+            await a.refresh(USER)
+            assert await a.get_document(USER, "d50") is not None
+
+    asyncio.run(scenario())
