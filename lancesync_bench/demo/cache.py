@@ -64,7 +64,7 @@ async def s3_primary_cache(lab: DemoLab) -> CacheDemo:
     counting proxy, reads: the first read opens its cache and fills it from S3; the next
     reads are cache hits (no S3 request) while its view is younger than the staleness
     bound; after the bound a read costs two LISTs when nothing changed (the write log's
-    objects, then the newest manifest). Then ``web-1`` writes a new document (one PUT of a
+    writers, then the newest manifest). Then ``web-1`` writes a new document (one PUT of a
     log object): ``web-2`` does not see it within the bound and does right after it.
     """
     run = lab.run("cache")
