@@ -7,7 +7,9 @@ Fault sections, each against a real S3 server and the real storage service:
 * S3 outage (:mod:`.outage`) and flaky S3 (:mod:`.flaky`) through the netem proxy;
 * two racing devices (:mod:`.devices`);
 * corrupted objects and S3 without conditional puts (:mod:`.integrity`);
-* the bad-input catalogue (:mod:`.badinput`) and security (:mod:`.security`).
+* clock skew (:mod:`.clock_skew`), lost S3 answers (:mod:`.lost_answers`) and failing
+  background pushes (:mod:`.background`);
+* the bad-input catalogue (:mod:`.bad_input`) and security (:mod:`.security`).
 
 :func:`run_suite` runs them and writes ``results/<run-id>/reliability.json``.
 """

@@ -28,6 +28,9 @@ from lancesync_bench.storage.service import LanceDBStorageService
 
 __all__ = ["run_devices"]
 
+NAME = "devices"
+TITLE = "Two devices racing: concurrent writes and syncs"
+
 USER = "shared"
 _POOL = 12  # ids both devices write: most rounds touch an id the other device also wrote
 _DELETE_EVERY = 4  # a delete every few rounds, so tombstones race too

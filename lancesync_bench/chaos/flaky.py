@@ -27,6 +27,9 @@ from lancesync_bench.storage.service import LanceDBStorageService
 
 __all__ = ["run_flaky"]
 
+NAME = "flaky"
+TITLE = "Flaky S3: 5% of requests fail, with jitter"
+
 USER = "flaky"
 # A few milliseconds of round trip with as much jitter: requests overtake each other in
 # time, the way a real network reorders concurrent uploads.

@@ -35,6 +35,9 @@ from lancesync_bench.storage.transfer import manifest_version
 
 __all__ = ["run_integrity"]
 
+NAME = "integrity"
+TITLE = "Corrupted objects, and S3 without conditional puts"
+
 USER = "rot"
 
 

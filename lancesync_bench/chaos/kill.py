@@ -44,6 +44,9 @@ from lancesync_bench.chaos.report import Section
 
 __all__ = ["ForkServer", "run_kill_trials"]
 
+NAME = "kill"
+TITLE = "Kill -9 during sync, backup and S3-primary writes"
+
 KINDS = {"sync": SYNC, "backup": BACKUP, "primary": PRIMARY, "writes": BACKUP}
 # Importing LanceDB can take tens of seconds on a loaded machine; the server says hello
 # after that. Once it runs, a trial's events come every ~0.1-0.5 s: a minute of silence

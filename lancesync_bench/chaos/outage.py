@@ -30,6 +30,9 @@ from lancesync_bench.storage.service import LanceDBStorageService
 
 __all__ = ["run_outage"]
 
+NAME = "outage"
+TITLE = "S3 outage: the network path cut mid-workload"
+
 USER = "outage"
 
 

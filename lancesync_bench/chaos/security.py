@@ -52,6 +52,9 @@ from lancesync_bench.storage.service import LanceDBStorageService
 
 __all__ = ["BenchmarkRun", "RequestLog", "captured_logs", "run_security", "scan_outputs"]
 
+NAME = "security"
+TITLE = "Isolation between users; secrets in outputs"
+
 # `lancesync-bench run --quick` for one scenario takes well under a minute on two idle
 # cores; ten minutes means it hangs.
 _RUN_TIMEOUT_S = 600.0

@@ -40,37 +40,42 @@ SectionRun = Callable[[SuiteContext, Section], Awaitable[None]]
 
 
 def _sections() -> dict[str, tuple[str, SectionRun | None]]:
-    """Name -> (title, runner); the kill trials (None) also need the worker server."""
-    from lancesync_bench.chaos.badinput import run_bad_input
-    from lancesync_bench.chaos.clocks import (
-        run_background_failures,
-        run_clock_skew,
-        run_lost_answers,
+    """Name -> (title, runner), each from its section module, in :data:`SECTIONS` order.
+
+    The kill trials (None) also need the worker server, which :func:`_run_all` starts.
+    The modules load here, not at import: they bring in the storage service (pyarrow,
+    botocore), and the command line imports this module for :data:`SECTIONS` alone.
+    """
+    from lancesync_bench.chaos import (
+        background,
+        bad_input,
+        clock_skew,
+        devices,
+        flaky,
+        integrity,
+        kill,
+        lost_answers,
+        outage,
+        security,
     )
-    from lancesync_bench.chaos.devices import run_devices
-    from lancesync_bench.chaos.flaky import run_flaky
-    from lancesync_bench.chaos.integrity import run_integrity
-    from lancesync_bench.chaos.outage import run_outage
-    from lancesync_bench.chaos.security import run_security
 
     return {
-        "integrity": ("Corrupted objects, and S3 without conditional puts", run_integrity),
-        "bad_input": ("Bad input: clear errors, nothing written", run_bad_input),
-        "devices": ("Two devices racing: concurrent writes and syncs", run_devices),
-        "flaky": ("Flaky S3: 5% of requests fail, with jitter", run_flaky),
-        "outage": ("S3 outage: the network path cut mid-workload", run_outage),
-        "clock_skew": ("Clock skew of -5 to +5 minutes between devices", run_clock_skew),
-        "lost_answers": ("Lost S3 answers at each step of a commit", run_lost_answers),
-        "background": (
-            "Failing background pushes: counted, shown, caught up",
-            run_background_failures,
-        ),
-        "kill": ("Kill -9 during sync, backup and S3-primary writes", None),
+        integrity.NAME: (integrity.TITLE, integrity.run_integrity),
+        bad_input.NAME: (bad_input.TITLE, bad_input.run_bad_input),
+        devices.NAME: (devices.TITLE, devices.run_devices),
+        flaky.NAME: (flaky.TITLE, flaky.run_flaky),
+        outage.NAME: (outage.TITLE, outage.run_outage),
+        clock_skew.NAME: (clock_skew.TITLE, clock_skew.run_clock_skew),
+        lost_answers.NAME: (lost_answers.TITLE, lost_answers.run_lost_answers),
+        background.NAME: (background.TITLE, background.run_background_failures),
+        kill.NAME: (kill.TITLE, None),
         # Last: its secret scan reads what every other section wrote and said.
-        "security": ("Isolation between users; secrets in outputs", run_security),
+        security.NAME: (security.TITLE, security.run_security),
     }
 
 
+# The sections' NAMEs in run order, spelled out so that the command line gets them without
+# importing the section modules (a unit test checks they match _sections()).
 SECTIONS: tuple[str, ...] = (
     "integrity",
     "bad_input",

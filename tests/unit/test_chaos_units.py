@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import importlib
 import json
 import os
 import signal
@@ -482,6 +483,18 @@ def test_suite_options_keep_the_suite_order_and_refuse_unknown_sections() -> Non
     assert SuiteOptions(only=["security", "kill"]).sections() == ["kill", "security"]
     with pytest.raises(ConfigError, match="not known"):
         SuiteOptions(only=["nope"]).sections()
+
+
+def test_each_section_is_a_module_named_as_it_and_the_suite_takes_its_title() -> None:
+    from lancesync_bench.chaos import suite
+
+    table = suite._sections()
+    assert tuple(table) == SECTIONS
+    for name in SECTIONS:
+        module = importlib.import_module(f"lancesync_bench.chaos.{name}")
+        assert name == module.NAME
+        assert table[name][0] == module.TITLE
+    assert table["kill"][1] is None  # run with the worker server by _run_all
 
 
 def test_chaos_command_parses_its_options_and_rejects_unknown_sections(

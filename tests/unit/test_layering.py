@@ -19,6 +19,13 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            # ``from lancesync_bench.chaos import kill`` imports the module chaos.kill.
+            package = PACKAGE.parent.joinpath(*node.module.split("."))
+            found.update(
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if (package / f"{alias.name}.py").is_file() or (package / alias.name).is_dir()
+            )
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return {name for name in found if name.startswith("lancesync_bench")}

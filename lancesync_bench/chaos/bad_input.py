@@ -38,6 +38,9 @@ from lancesync_bench.storage.service import LanceDBStorageService
 
 __all__ = ["run_bad_input"]
 
+NAME = "bad_input"
+TITLE = "Bad input: clear errors, nothing written"
+
 _CONFIG_CASES: list[tuple[str, dict[str, str | None]]] = [
     ("FRONTEND_TYPE missing", {"FRONTEND_TYPE": None}),
     ("FRONTEND_TYPE not allowed", {"FRONTEND_TYPE": "mobile"}),
