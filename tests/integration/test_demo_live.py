@@ -103,10 +103,13 @@ def test_s3_primary_cache(lab: DemoLab, s3: S3Endpoint) -> None:
     assert hits["reads"] == 5
     assert hits["found"] == "5 of 5"
     # Nothing changed on S3: a hit never downloads; at most the two LISTs of a refresh
-    # (the write log, the newest manifest) check the version.
+    # (the writers with log objects, the newest manifest) check the version.
     assert hits["GET"] == 0
     assert hits["LIST"] <= 2
-    assert (check["GET"], check["LIST"], check["other"]) == (0, 2, 0)
+    # Two LISTs; three while SeaweedFS still lists web-1's log folder, emptied by its flush
+    # a moment before (the server removes empty folders in the background; S3 has none).
+    assert (check["GET"], check["other"]) == (0, 0)
+    assert check["LIST"] in (2, 3)
     if result.cache_age_ms < result.staleness_ms:
         assert not result.visible_within_bound
         assert within["S3 requests per read"] == 0
