@@ -34,7 +34,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,19 +292,27 @@ class S3Log:
             raise _s3_failure(exc, f"reading log object {key}") from exc
         return data
 
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
+        """The pages of one listing of ``prefix`` (each page is one LIST request)."""
+        bucket = self.remote.bucket
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        while True:
+            try:
+                page: dict[str, Any] = self._client.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_failure(exc, f"listing s3://{bucket}/{prefix}") from exc
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page.get("NextContinuationToken")
+
     def list_objects(self, prefix: str | None = None) -> list[LogObject]:
         """Log objects under ``prefix`` (default: every writer's), oldest name first."""
         prefix = prefix or self.prefix
         out: list[LogObject] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": self.remote.bucket, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            try:
-                page = self._client.list_objects_v2(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise _s3_failure(exc, f"listing s3://{self.remote.bucket}/{prefix}") from exc
+        for page in self._pages(prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if not key.endswith(_SUFFIX):
@@ -313,9 +321,6 @@ class S3Log:
                 modified = item.get("LastModified")
                 stamp = modified.timestamp() if modified is not None else time.time()
                 out.append(LogObject(key, int(item["Size"]), stamp, writer))
-            if not page.get("IsTruncated"):
-                break
-            token = page.get("NextContinuationToken")
         out.sort(key=lambda o: o.key)
         if prefix == self.own:
             self._known = len(out)
@@ -329,23 +334,11 @@ class S3Log:
         listing them made a refresh cost 57 ms at the median on loopback. The exception:
         while a PUT of this writer had an unknown outcome, its objects are listed and those
         are returned, so the write shows up here once S3 is seen to hold it."""
-        client, bucket = self._client, self.remote.bucket
         writers: list[str] = []
-        token: str | None = None
         lists = 0
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": self.prefix, "Delimiter": "/"}
-            if token:
-                kwargs["ContinuationToken"] = token
+        for page in self._pages(self.prefix, delimiter="/"):
             lists += 1
-            try:
-                page = client.list_objects_v2(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise _s3_failure(exc, f"listing s3://{bucket}/{self.prefix}") from exc
             writers += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-            if not page.get("IsTruncated"):
-                break
-            token = page.get("NextContinuationToken")
         out: list[LogObject] = []
         for prefix in writers:
             if prefix != self.own:
