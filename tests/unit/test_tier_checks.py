@@ -65,3 +65,22 @@ def test_overlapping_intervals_are_unsure_and_the_table_is_aligned() -> None:
     text = format_checks(checks)
     lines = text.splitlines()
     assert lines[0].startswith("check") and len(lines) == len(checks) + 1
+
+
+def test_a_batch_tail_the_machine_alone_explains_is_named_and_still_not_a_pass() -> None:
+    # The batch: p50 ~2 ms, p99 ~9 ms. The reference job in the same loop: p99 4x its p50,
+    # which on 2 ms alone is 8 ms (> 5 ms): the verdict names the machine, and stays FAIL.
+    batch = [2.0] * 380 + [9.0] * 20
+    result = _result([0.5] * 400, [3.0] * 400)
+    result["figures"]["service_batch"] = _fig(batch)
+    result["figures"]["batch_reference_job"] = _fig([1.0] * 380 + [4.0] * 20)
+    checks = judge_write_tier(result)
+    bound = next(c for c in checks if c.what == "100-doc batch write")
+    assert bound.verdict.startswith("FAIL (machine: 4.00x on the batch's p50 alone is 8.0 ms")
+    tail = next(c for c in checks if c.what == "100-doc batch tail vs the machine's")
+    assert (tail.service, tail.ratio, tail.verdict) == ("p99/p50 4.50x", "1.12x", "info")
+
+    # A quiet machine (reference p99 = p50) explains nothing: a plain FAIL.
+    result["figures"]["batch_reference_job"] = _fig([1.0] * 400)
+    bound = next(c for c in judge_write_tier(result) if c.what == "100-doc batch write")
+    assert bound.verdict == "FAIL"
