@@ -18,9 +18,14 @@ def test_tier_command_measures_every_part_and_loses_nothing(tmp_path: Path, caps
     (result_file,) = tmp_path.glob("*-tier/write_tier.json")
     result = json.loads(result_file.read_text())
     figures = result["figures"]
-    for name in ("service_write", "raw_add", "service_read", "raw_static_read"):
+    for name in ("service_write", "raw_add"):
         assert figures[name]["n"] == 120
-    assert figures["read_after_kills"]["n"] == 60
+    for name in ("service_read", "raw_static_read"):  # two point reads per write
+        assert figures[name]["n"] == 240
+    assert figures["read_after_kills"]["n"] == 120
+    # The batch loop times the machine's reference job beside every batch.
+    assert figures["batch_reference_job"]["n"] == figures["service_batch"]["n"] == 24
+    assert "100-doc batch tail vs the machine's" in out
     assert result["after_kills"]["acknowledged"] > 0 and result["after_kills"]["lost"] == 0
     assert set(result["throughput_writes_per_s"]) == {
         "process_1_writer",
