@@ -48,7 +48,9 @@ class MemTable:
             return
         batch = len(self.batches)
         self.batches.append(records)
-        self.bytes += records.nbytes
+        # The buffers' size (what a flush by bytes bounds): 0.6 us a one-row write, where
+        # ``nbytes``, which sizes only the referenced ranges, took 13 us (timeit).
+        self.bytes += records.get_total_buffer_size()
         self._grow(self.rows + n)
         vectors = records.column("vector").combine_chunks().values.to_numpy(zero_copy_only=False)
         block = vectors.reshape(n, self.dim)
