@@ -18,14 +18,15 @@ _DESCRIPTION = """\
 Measure the storage service's local write tier (a write log and an in-memory table in
 front of Lance) beside raw LanceDB, interleaved in one loop so that machine drift cancels:
 sustained single-document writes (flush, compaction and index upkeep running) against raw
-`table.add`; point reads during those writes against raw LanceDB on a static compacted
-table; 100-document batches; durable writes per second with 1 and 4 writers for each
-WRITE_DURABILITY setting; and reads after a writer process was killed with SIGKILL again
-and again (no acknowledged write may be lost).
+`table.add`; point reads during those writes (two per write) against raw LanceDB on a
+static compacted table; 100-document batches, each beside raw `table.add` and a fixed
+pure-Python reference job that shows the machine's own tail; durable writes per second
+with 1 and 4 writers for each WRITE_DURABILITY setting; and reads after a writer process
+was killed with SIGKILL again and again (no acknowledged write may be lost).
 
 Each percentile carries its n and a 95 % order-statistic interval; a ratio is PASS only
 when both intervals clear the target, FAIL only when both miss it, otherwise UNSURE.
-Results go to OUT/<run-id>/write_tier.json. About 2 minutes on 2 cores; --quick about 30 s.
+Results go to OUT/<run-id>/write_tier.json. About 3 minutes on 2 cores; --quick about 35 s.
 Exit 0 whatever the verdicts (use --fail-on-miss to exit 1 on a FAIL).
 """
 
