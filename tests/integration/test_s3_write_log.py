@@ -179,3 +179,45 @@ def test_a_refresh_lists_the_writers_not_its_own_pile_of_log_objects(
             assert await a.get_document(USER, "d50") is not None
 
     asyncio.run(scenario())
+
+
+def test_a_view_half_the_bound_old_is_refreshed_in_the_background_and_a_write_waits_for_it(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past half the staleness bound a refresh starts behind the caller's back; past the
+    bound a caller waits for that refresh rather than starting another."""
+
+    async def scenario() -> None:
+        async with open_service(
+            PRIMARY, tmp_path / "A", s3, tier=HOLD, CACHE_MAX_STALENESS_MS="2000"
+        ) as svc:
+            await svc.add_documents(USER, make_docs(1))
+            store = await _store(svc)
+            calls: list[float] = []
+            release = asyncio.Event()
+            real_refresh = store.refresh
+
+            async def slow_refresh() -> object:
+                calls.append(asyncio.get_running_loop().time())
+                await release.wait()  # held until the test lets it finish
+                return await real_refresh()
+
+            monkeypatch.setattr(store, "refresh", slow_refresh)
+            seen = store.replica.last_refresh
+            # Half the bound old: the write returns at once and leaves a refresh running.
+            store.replica.last_refresh = seen - 1.2
+            await asyncio.wait_for(svc.add_documents(USER, make_docs(1, start=10)), 10)
+            assert len(calls) == 1 and store._ahead is not None and not store._ahead.done()
+            # Past the bound: the next write waits for that refresh, and starts none.
+            store.replica.last_refresh = seen - 2.5
+            write = asyncio.ensure_future(svc.add_documents(USER, make_docs(1, start=20)))
+            await asyncio.sleep(0.3)
+            assert not write.done() and len(calls) == 1
+            release.set()
+            await asyncio.wait_for(write, 10)
+            assert len(calls) == 1  # the background refresh made the view fresh
+            assert store.replica.last_refresh > seen
+            for i in (0, 10, 20):
+                assert await svc.get_document(USER, f"d{i}") is not None
+
+    asyncio.run(scenario())
