@@ -181,11 +181,11 @@ def test_a_refresh_lists_the_writers_not_its_own_pile_of_log_objects(
     asyncio.run(scenario())
 
 
-def test_a_view_half_the_bound_old_is_refreshed_in_the_background_and_a_write_waits_for_it(
+def test_a_view_near_the_bound_is_refreshed_in_the_background_and_a_write_waits_for_it(
     s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past half the staleness bound a refresh starts behind the caller's back; past the
-    bound a caller waits for that refresh rather than starting another."""
+    """Past three quarters of the staleness bound a refresh starts behind the caller's
+    back; past the bound a caller waits for that refresh rather than starting another."""
 
     async def scenario() -> None:
         async with open_service(
@@ -204,8 +204,8 @@ def test_a_view_half_the_bound_old_is_refreshed_in_the_background_and_a_write_wa
 
             monkeypatch.setattr(store, "refresh", slow_refresh)
             seen = store.replica.last_refresh
-            # Half the bound old: the write returns at once and leaves a refresh running.
-            store.replica.last_refresh = seen - 1.2
+            # 0.8 of the bound old: the write returns at once and leaves a refresh running.
+            store.replica.last_refresh = seen - 1.6
             await asyncio.wait_for(svc.add_documents(USER, make_docs(1, start=10)), 10)
             assert len(calls) == 1 and store._ahead is not None and not store._ahead.done()
             # Past the bound: the next write waits for that refresh, and starts none.
