@@ -11,6 +11,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from lancesync_bench.errors import CommitOutcomeUnknown, LanceSyncError, S3Error
 from lancesync_bench.storage.doctable import DocTable, MaintenancePolicy
 from lancesync_bench.storage.log import decode_records, parse_frames
 from lancesync_bench.storage.memtable import MemTable
-from lancesync_bench.storage.replica import Replica
+from lancesync_bench.storage.replica import BaseMoved, Replica
 from lancesync_bench.storage.reports import StoreStatus, SyncReport
 from lancesync_bench.storage.s3log import ADOPT_AFTER_S, S3Log
 from lancesync_bench.storage.schema import TABLE_NAME, record_to_document, sql_string
@@ -416,16 +417,17 @@ class SyncStore(LocalStore):
                 await self.replica.open(stats)
                 self._replica_open = True
                 changed, mine = True, None
+                pushed = None
             else:
-                # The S3 round trip and the local work (flushing this device's acknowledged
-                # writes into its Lance table, reading those S3 lacks) overlap.
-                got = await asyncio.gather(
-                    self.replica.refresh(stats), self._unpushed(), return_exceptions=True
-                )
-                for outcome in got:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                changed, mine = got  # type: ignore[assignment]
+                changed, mine, pushed = await self._push_ahead(stats)
+                if pushed is None and self.replica.s3_went_back():
+                    _log.warning(
+                        "user %s: the S3 table holds an older version than this device's copy "
+                        "(wiped or replaced); opening the copy again on what S3 holds",
+                        self.ctx.user_id,
+                    )
+                    await self.replica.open(stats)
+                    changed, mine = True, None
             if (self.replica.remote_version or 0) < self.pushed_remote_version:
                 self.pushed = -1  # the S3 table was replaced: what it holds is all that counts
                 self._remote_marks = mine = None
@@ -433,7 +435,8 @@ class SyncStore(LocalStore):
                 self._remote_marks = await self._watermarks(self.replica.docs, self._remote_marks)
             if mine is None:
                 mine = await self._unpushed()
-            pushed = await self._push_mine(mine, stats)
+            if pushed is None:
+                pushed = await self._push_mine(mine, stats)
             self.pushed_remote_version = self.replica.remote_version or 0
             pulled = await self._pull_incoming()
             self.last_pull = time.time()
@@ -460,6 +463,37 @@ class SyncStore(LocalStore):
             remote_version=self.replica.remote_version,
         )
 
+    async def _push_ahead(self, stats: TransferStats) -> tuple[bool, pa.Table, int | None]:
+        """A sync's first steps on an open replica: (changed, this device's unpushed
+        records, how many went up; None when the push is still to do).
+
+        S3's newest version is asked for (one one-key LIST) while this device's records are
+        read, committed to the replica and their data files uploaded; the manifest follows
+        once the answer shows S3 still at the replica's version, the usual case (nothing
+        came from elsewhere since the last sync). A one-document push thus waits for two
+        round trips in a row, not three. When S3 moved on, the commit is withdrawn before
+        its manifest and the answer serves as the refresh's listing; so it does with
+        nothing to push.
+        """
+        listing = self.replica.ask_latest(stats)
+        pulls = self.replica.pulls
+        mine = await self._unpushed()
+        if self._remote_marks is not None and self._not_on_s3(mine).num_rows:
+            with contextlib.suppress(BaseMoved):
+                pushed = await self._push_mine(mine, stats, expect_base=listing)
+                # A manifest PUT that lost a race pulled the winners and committed again.
+                return self.replica.pulls != pulls, mine, pushed
+        changed = await self.replica.refresh(stats, listed=await asyncio.wrap_future(listing))
+        return changed, mine, None
+
+    def _not_on_s3(self, mine: pa.Table) -> pa.Table:
+        """``mine`` less the records S3 holds by now (by this device's mark on S3)."""
+        assert self._remote_marks is not None
+        if not mine.num_rows:
+            return mine
+        on_s3 = self._remote_marks.get(self.ctx.writer, -1)
+        return mine.filter(pc.greater(mine.column("updated_at"), on_s3))
+
     async def _unpushed(self) -> pa.Table:
         """This device's records newer than what S3 holds of them as last seen (none read
         when nothing newer was written).
@@ -482,17 +516,22 @@ class SyncStore(LocalStore):
         async with self.write_lock:
             return await self.docs.records(f"origin = {sql_string(me)} AND updated_at > {floor}")
 
-    async def _push_mine(self, mine: pa.Table, stats: TransferStats) -> int:
-        """Commit ``mine``, less what S3 holds by now, to the shared table; how many."""
+    async def _push_mine(
+        self,
+        mine: pa.Table,
+        stats: TransferStats,
+        *,
+        expect_base: Future[int | None] | None = None,
+    ) -> int:
+        """Commit ``mine``, less what S3 holds by now, to the shared table; how many.
+        ``expect_base``: see :meth:`Replica.commit` (raises :class:`BaseMoved`)."""
         assert self._remote_marks is not None
         me = self.ctx.writer
-        if mine.num_rows:
-            on_s3 = self._remote_marks.get(me, -1)
-            mine = mine.filter(pc.greater(mine.column("updated_at"), on_s3))
+        mine = self._not_on_s3(mine)
         if not mine.num_rows:
             return 0
         pulls = self.replica.pulls
-        await self.replica.commit(lambda d: d.append(mine), stats)
+        await self.replica.commit(lambda d: d.append(mine), stats, expect_base=expect_base)
         newest = _newest_per_origin(mine)[me]
         self.pushed = max(self.pushed, newest)
         self._remote_marks[me] = max(self._remote_marks.get(me, -1), newest)

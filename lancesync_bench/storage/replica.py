@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,9 +35,22 @@ from lancesync_bench.storage.transfer import (
     sha256_file,
 )
 
-__all__ = ["Replica"]
+__all__ = ["BaseMoved", "Replica"]
 
 T = TypeVar("T")
+_ASK = object()  # refresh(): no listing given, make one
+
+
+class BaseMoved(Exception):
+    """A commit made ahead of its check (``commit(expect_base=...)``) was withdrawn before
+    its manifest went up: S3's newest version was not the one the commit sits on."""
+
+    def __init__(self, base: int, latest: int | None) -> None:
+        super().__init__(f"S3's newest version is {latest}, not {base} as this copy's")
+        self.base = base
+        self.latest = latest
+
+
 # Each retry pulls the winner's version first, so a retry only loses to yet another write.
 # A writer that lost is also the slower one next time (it must pull before retrying), so
 # while others write in a tight loop it keeps losing: three instances writing six documents
@@ -334,17 +348,26 @@ class Replica:
                 resend.append(rel)
         return resend
 
-    async def refresh(self, stats: TransferStats) -> bool:
+    def ask_latest(self, stats: TransferStats) -> Future[int | None]:
+        """S3's newest version, asked now (one one-key LIST in the background) for a caller
+        that works meanwhile and hands the answer to :meth:`commit` or :meth:`refresh`."""
+        return self.remote.in_background(self.remote.latest_version, stats)
+
+    async def refresh(self, stats: TransferStats, *, listed: Any = _ASK) -> bool:
         """Pull versions newer than the local copy; True when something new arrived.
 
-        One one-key LIST when nothing changed; otherwise a LIST of ``_versions/``, one GET
-        per new manifest (its metadata lists the files it needs), and one per new file.
+        One one-key LIST when nothing changed (none when the caller ``listed`` S3's newest
+        version already, from :meth:`ask_latest`); otherwise a LIST of ``_versions/``, one
+        GET per new manifest (its metadata lists the files it needs), and one per new file.
         """
         # The one-key LIST needs no lock: when S3's newest version is the one this copy
         # holds, nothing is installed and nothing the lock guards is touched, so a refresh
         # does not wait for a commit under way (a write on a stale view used to wait for a
         # whole flush: its local commit and three PUTs).
-        latest = await asyncio.to_thread(self.remote.latest_version, stats)
+        if listed is _ASK:
+            latest = await asyncio.to_thread(self.remote.latest_version, stats)
+        else:
+            latest = listed
         if latest is not None and latest == self._local_latest():
             self.last_refresh = time.monotonic()
             self.remote_version = latest
@@ -372,6 +395,13 @@ class Replica:
             await self._note_newest()
             self.pulls += 1
             return True
+
+    def s3_went_back(self) -> bool:
+        """True when the last refresh found S3's newest version older than this copy's (or
+        no version at all): the S3 table was wiped or replaced, and a commit on this copy
+        would publish a version whose older files S3 no longer holds. :meth:`open` deals
+        with it (it puts back the versions S3 lacks when they still fit on what it holds)."""
+        return self.remote_version is not None and self.remote_version < self._local_latest()
 
     def _local_latest(self) -> int:
         """The copy's newest version: from the files of the last open, commit or refresh
@@ -466,6 +496,7 @@ class Replica:
         *,
         may_delete: bool = False,
         uploaded: PreparedCompaction | None = None,
+        expect_base: Future[int | None] | None = None,
     ) -> T:
         """Run ``op`` on the local copy and push what it wrote; retry on a lost race.
 
@@ -474,12 +505,23 @@ class Replica:
         brings back the version the op started from instead of a table without manifests.
         ``uploaded`` names files ``op`` may add that are on S3 already (a prepared
         compaction's): they are listed in the commit's record, not sent again.
+
+        ``expect_base`` is S3's newest version as :meth:`ask_latest` is finding it out: the
+        commit and its data files go ahead while that LIST is in flight, and the manifest
+        goes up only if S3 is still at the version the commit sits on. Otherwise the commit
+        is rolled back and :class:`BaseMoved` raised, nothing published (the caller then
+        refreshes on that listing and commits again). Its data files stay on S3 unreferenced,
+        like those of a push that died before its manifest, until remote retention removes
+        them.
         """
         on_s3 = uploaded.files if uploaded is not None else {}
         hashes = uploaded.hashes if uploaded is not None else {}
-        for _attempt in range(_MAX_COMMIT_ATTEMPTS):
+        for attempt in range(_MAX_COMMIT_ATTEMPTS):
             async with self.lock:
                 before = self._files
+                check = None  # a retry sits on versions its refresh just listed
+                if expect_base is not None and attempt == 0:
+                    check = _base_check(expect_base, before)
                 undo = self._keep_aside(before) if may_delete else None
                 try:
                     result = await op(self.docs)
@@ -494,7 +536,11 @@ class Replica:
                             writer=self.writer,
                             hashes=hashes,
                             also_record=[r for r in new if r in on_s3],
+                            before_manifests=check,
                         )
+                    except BaseMoved:
+                        await self._rollback(new, undo)
+                        raise
                     except SyncConflict:
                         await self._rollback(new, undo)
                     except S3Error:
@@ -555,6 +601,19 @@ class Replica:
         (self.table_dir / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
         # A fresh connection: the old one may hold the rolled-back manifest in its cache.
         await self._reopen()
+
+
+def _base_check(listed: Future[int | None], files: dict[str, int]) -> Callable[[], None]:
+    """For a push's ``before_manifests``: wait for the listing, and raise
+    :class:`BaseMoved` unless S3's newest version is the newest of ``files``."""
+    base = latest_version(files)
+
+    def check() -> None:
+        latest = listed.result()
+        if latest != base:
+            raise BaseMoved(base, latest)
+
+    return check
 
 
 def _manifest_layout(manifest: bytes, rel: str) -> tuple[set[str], tuple[str, ...]]:

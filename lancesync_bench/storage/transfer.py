@@ -25,11 +25,11 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 # A few requests in parallel (a commit's data and transaction files, a handful of HEADs) run
 # on one pool kept for the process: starting and joining threads for each call took 1.2 ms
@@ -606,6 +607,7 @@ class RemoteTable:
         writer: str,
         hashes: dict[str, str] | None = None,
         also_record: Iterable[str] = (),
+        before_manifests: Callable[[], None] | None = None,
     ) -> list[int]:
         """Upload ``files`` (relative paths) in commit order; returns the versions created.
 
@@ -614,7 +616,8 @@ class RemoteTable:
         when another writer owns one of the versions. ``also_record`` names files already on
         S3 that the record must list too: a push resuming one that died after some of its
         files were uploaded cannot tell those apart, and a reader installs only what the
-        record lists.
+        record lists. ``before_manifests`` runs between the two steps (in this thread); an
+        exception it raises stops the push before any manifest is sent.
         """
         hashes = dict(hashes or {})
         rels = sorted(set(files))
@@ -653,6 +656,8 @@ class RemoteTable:
         jobs = [lambda r=r: self._put_file(local_dir / r, r, hashes[r], stats) for r in others]
         jobs += [lambda s=s: put_sidecar(s) for s in sidecars]
         self._run_parallel(jobs)
+        if before_manifests is not None and manifests:
+            before_manifests()
         created = []
         for rel in manifests:
             if self._put_manifest(
@@ -827,6 +832,10 @@ class RemoteTable:
             except (ClientError, BotoCoreError) as exc:
                 raise _s3_failure(exc, "deleting old files") from exc
         return len(keys)
+
+    def in_background(self, fn: Callable[..., _R], *args: Any) -> Future[_R]:
+        """Start ``fn(*args)`` (a request or two) on the process's small-batch pool."""
+        return _small_batch_pool().submit(fn, *args)
 
     def _run_parallel(self, jobs: list[Any]) -> None:
         if not jobs:

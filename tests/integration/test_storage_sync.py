@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _storage_helpers import (
     DIM,
+    TABLE,
     CountingEndpoint,
     content_hash,
     live_from_records,
@@ -29,7 +32,9 @@ from _storage_helpers import (
     open_service,
     read_table,
     remote_records,
+    s3_keys,
     service_live,
+    table_key,
 )
 
 from lancesync_bench.errors import LanceSyncError
@@ -405,5 +410,132 @@ def test_restore_latest_and_older_versions(s3: S3Endpoint, tmp_path: Path) -> No
             assert report.remote_version is not None
             await other.restore(USER, version=report.remote_version - 1)
             assert content_hash(await service_live(other, USER)) == expected
+
+    asyncio.run(scenario())
+
+
+def _manifest_keys(ep: S3Endpoint) -> list[str]:
+    return [k for k in s3_keys(ep) if k.startswith(table_key(ep, USER)) and "/_versions/" in k]
+
+
+def _data_keys(ep: S3Endpoint) -> set[str]:
+    return {k for k in s3_keys(ep) if k.startswith(table_key(ep, USER) + "/data/")}
+
+
+def test_a_push_uploads_its_files_while_s3_is_asked_and_publishes_after_the_answer(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """A one-document sync asks S3 for its newest version and, while that LIST is out,
+    commits the document to its replica and uploads the data files; the manifest that
+    publishes them goes up only once the answer came (two round trips in a row, not three)."""
+    answer = threading.Event()
+
+    async def scenario() -> None:
+        async with open_service(SYNC, tmp_path, s3) as svc:
+            await svc.add_documents(USER, make_docs(3))
+            await _sync_ok(svc)
+            remote = (await svc._store(USER)).replica.remote
+            listing = remote.latest_version
+
+            def held_listing(stats: Any) -> Any:
+                assert answer.wait(30), "the test never let the LIST answer"
+                return listing(stats)
+
+            remote.latest_version = held_listing
+            manifests, data = _manifest_keys(s3), _data_keys(s3)
+            await svc.add_documents(USER, make_docs(1, start=3))
+            sync = asyncio.create_task(svc.sync(USER))
+            deadline = time.monotonic() + 20
+            while len(_data_keys(s3)) == len(data):
+                assert time.monotonic() < deadline, "no data file went up while S3 was asked"
+                assert not sync.done(), sync
+                await asyncio.sleep(0.02)
+            assert _manifest_keys(s3) == manifests  # nothing published before the answer
+            answer.set()
+            report = await sync
+            assert report.reachable and report.records_up == 1, report
+            assert len(_manifest_keys(s3)) == len(manifests) + 1
+            assert report.requests == {"LIST": 1, "PUT": 3}, report.requests
+            assert sorted(live_from_records(await remote_records(s3, USER))) == [
+                "d0",
+                "d1",
+                "d2",
+                "d3",
+            ]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        answer.set()
+
+
+def test_a_push_made_before_s3_moved_on_is_withdrawn_and_made_again_on_top(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """When another device published since this one's last sync, the commit this one
+    prepared while asking S3 is withdrawn before its manifest (its data file stays on S3,
+    referenced by no version, for remote retention to remove); the other device's version
+    is pulled and the document committed again on top."""
+
+    async def scenario() -> None:
+        async with (
+            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "B", s3, device="B") as b,
+        ):
+            await a.add_documents(USER, make_docs(2))
+            await _sync_ok(a)
+            await _sync_ok(b)
+            await b.add_documents(USER, make_docs(1, start=10, prefix="b"))
+            await _sync_ok(b)
+            versions = len(_manifest_keys(s3))
+            await a.add_documents(USER, make_docs(1, start=20, prefix="a"))
+            report = await a.sync(USER)
+            assert report.reachable, report.error
+            assert (report.records_up, report.records_down) == (1, 1)
+            assert len(_manifest_keys(s3)) == versions + 1
+            assert report.remote_version == (await a._store(USER)).replica.local_version()
+            live = live_from_records(await remote_records(s3, USER))
+            assert sorted(live) == ["a20", "b10", "d0", "d1"]
+            # Every data file on S3 but the withdrawn one is in a version.
+            import lance
+
+            uri = s3.uri("users", USER, f"{TABLE}.lance")
+            table = lance.dataset(uri, storage_options=s3.storage_options())
+            referenced = set()
+            for v in table.versions():
+                for fragment in table.checkout_version(v["version"]).get_fragments():
+                    referenced |= {f.path for f in fragment.metadata.files}
+            on_s3 = {k.rsplit("/", 1)[1] for k in _data_keys(s3)}
+            assert len(on_s3 - referenced) == 1, (on_s3, referenced)
+            await _sync_ok(b)
+            assert await service_live(a, USER) == await service_live(b, USER)
+
+    asyncio.run(scenario())
+
+
+def test_a_sync_after_the_s3_table_was_wiped_puts_back_a_whole_table(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """S3's table wiped under a running device: the next sync does not publish a version
+    on top of files S3 lost; it puts back the versions its replica holds, then the new
+    document, and plain LanceDB reads every document from S3."""
+
+    async def scenario() -> None:
+        async with open_service(SYNC, tmp_path, s3) as svc:
+            await svc.add_documents(USER, make_docs(3))
+            await _sync_ok(svc)
+            await svc.add_documents(USER, make_docs(1, start=3))
+            await _sync_ok(svc)
+            client = s3.client()
+            for key in s3_keys(s3):
+                if key.startswith(table_key(s3, USER)):
+                    client.delete_object(Bucket=s3.bucket, Key=key)
+            assert not _manifest_keys(s3)
+            await svc.add_documents(USER, make_docs(1, start=4))
+            report = await svc.sync(USER)
+            assert report.reachable and report.records_up == 1, report
+            live = live_from_records(await remote_records(s3, USER))
+            assert sorted(live) == [f"d{i}" for i in range(5)]
+            assert (await svc.sync(USER)).requests == {"LIST": 1}
 
     asyncio.run(scenario())
