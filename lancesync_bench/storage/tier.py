@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lancesync_bench.storage.doctable import DocTable
 from lancesync_bench.storage.log import (
@@ -311,15 +310,11 @@ class WriteTier:
         the Lance table (its newest record is newer than ``floor``): read it there."""
         if self.lance_max_ts > floor:
             return None
-        tables = [m.to_table() for m in (self.active, *(f.mem for f in self._frozen)) if m.rows]
-        if not tables:
+        mems = (self.active, *(f.mem for f in self._frozen))
+        found = [t for m in mems if (t := m.records_after(floor, origin)) is not None]
+        if not found:
             return pa.table({})
-        records = pa.concat_tables(tables)
-        keep = pc.and_(
-            pc.equal(records.column("origin"), origin),
-            pc.greater(records.column("updated_at"), floor),
-        )
-        return records.filter(keep)
+        return found[0] if len(found) == 1 else pa.concat_tables(found)
 
     def _memtables(self) -> list[MemTable]:
         mems = [self.active, *(f.mem for f in reversed(self._frozen))]

@@ -152,3 +152,22 @@ def test_memtable_keeps_the_newest_record_per_id_and_scans_exactly() -> None:
     assert [i for _, i in hits] == ["c", "a"]  # b is deleted
     assert hits[0][0] == pytest.approx(0.0) and hits[1][0] == pytest.approx(16.0)
     assert mem.rows == 6 and mem.max_updated_at == 30
+
+
+def test_memtable_gives_one_origins_records_newer_than_a_floor() -> None:
+    mem = MemTable(DIM)
+    assert mem.records_after(0, "A") is None
+    mem.insert(_records(["a", "b"], t0=10))
+    mem.insert(_records(["x"], t0=40, origin="B"))  # another origin's, newer
+    mem.insert(_records(["c", "d"], t0=20))  # c (20) is not above the floor, d (21) is
+    mem.insert(_records(["e"], t0=30))
+    got = mem.records_after(20, "A")
+    assert got is not None
+    assert (got.column("id").to_pylist(), got.column("updated_at").to_pylist()) == (
+        ["d", "e"],
+        [21, 30],
+    )
+    newer_b = mem.records_after(20, "B")
+    assert newer_b is not None and newer_b.column("id").to_pylist() == ["x"]
+    assert mem.records_after(40, "A") is None  # no batch holds anything newer
+    assert mem.records_after(11, "A").column("id").to_pylist() == ["c", "d", "e"]  # type: ignore[union-attr]
