@@ -53,6 +53,7 @@ __all__ = [
     "latest_version",
     "local_files",
     "manifest_version",
+    "newest_manifest",
     "same_bytes",
     "sha256_file",
 ]
@@ -193,6 +194,12 @@ def local_files(table_dir: Path, known: dict[str, int] | None = None) -> dict[st
 def latest_version(files: Iterable[str]) -> int:
     """The newest manifest version among relative paths (0 when there is none)."""
     return max((v for v in map(manifest_version, files) if v is not None), default=0)
+
+
+def newest_manifest(files: Iterable[str]) -> tuple[int, str | None]:
+    """The newest manifest version among relative paths and its path ((0, None): none)."""
+    found = [(v, r) for r in files if (v := manifest_version(r)) is not None]
+    return max(found) if found else (0, None)
 
 
 def same_bytes(path: Path, info: FileInfo) -> bool:

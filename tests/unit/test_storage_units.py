@@ -535,3 +535,23 @@ def test_prewarm_loads_every_index_of_a_real_table(tmp_path: Path) -> None:
             assert (await again.status("u")).last_error is None
 
     asyncio.run(scenario())
+
+
+def test_a_replica_finds_its_newest_version_among_new_names(tmp_path: Path) -> None:
+    """The newest version follows each listing from the names it adds; when the listing
+    lost the newest manifest, every name is read again."""
+    from lancesync_bench.storage.replica import Replica
+
+    def manifest(v: int) -> str:
+        return f"_versions/{2**64 - 1 - v}.manifest"
+
+    replica = Replica(None, tmp_path, dim=4, writer="A")  # type: ignore[arg-type]
+    files = {manifest(v): 10 for v in (1, 2, 3)} | {"data/a.lance": 5}
+    replica._adopt(files, whole=True)
+    assert replica._local_latest() == 3
+    replica._adopt(files | {manifest(4): 10, "data/b.lance": 5})
+    assert replica._local_latest() == 4
+    replica._adopt({k: s for k, s in replica._files.items() if k != manifest(1)})  # cleanup
+    assert replica._local_latest() == 4
+    replica._adopt({manifest(2): 10, "data/a.lance": 5})  # the newest went: read all
+    assert replica._local_latest() == 2
