@@ -8,7 +8,8 @@ the server's own speed cancel:
 * ``sync_no_change``: a sync of a device with nothing new on either side, beside one raw
   one-key LIST (the least any sync can do: ask S3 whether anything changed);
 * ``sync_one_doc``: a sync after one new document, beside a raw LIST followed by two PUTs
-  (the three round trips a push needs: check, data, then the manifest that publishes it);
+  (the three requests a push makes: check, data, then the manifest that publishes it; the
+  sync overlaps the check with the data upload, so it waits for two in a row);
 * ``s3_primary_write``: a single-document write in the S3-primary mode, beside LanceDB
   writing one row straight to a table in the same bucket and beside one raw PUT;
 * ``sustained``: S3-primary single-document writes back to back for ``sustained_s``
