@@ -144,6 +144,42 @@ def test_sync_push_with_a_lost_manifest_answer_counts_the_records_once(
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("operation", "key_part"),
+    [
+        ("ListObjectsV2", "/_versions/"),  # the check that runs while the files go up
+        ("PutObject", "/data/"),
+        ("PutObject", "/_transactions/"),
+    ],
+)
+def test_a_sync_push_that_loses_an_answer_before_its_manifest_publishes_nothing(
+    operation: str, key_part: str, s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """A lost answer at any step before the manifest: the sync reports S3 unreachable, no
+    version is published, and the next sync pushes the record, once."""
+
+    async def scenario() -> None:
+        async with open_service(SYNC, tmp_path / "A", s3, device="A") as a:
+            await a.add_documents(USER, [doc("first")])
+            first = await a.sync(USER)
+            assert first.reachable, first.error
+            faults = Faults(a)
+            await a.add_documents(USER, [doc("second")])
+            faults.lose(operation, key_part)
+            report = await a.sync(USER)
+            assert faults.hits, "the fault never fired"
+            assert not report.reachable and report.records_up == 0, report
+            ids = [r["id"] for r in (await remote_records(s3, USER)).to_pylist()]
+            assert ids == ["first"]
+            assert (await a.status(USER)).pending_changes == 1
+            report = await a.sync(USER)
+            assert report.reachable and report.records_up == 1, report
+            ids = [r["id"] for r in (await remote_records(s3, USER)).to_pylist()]
+            assert sorted(ids) == ["first", "second"]
+
+    asyncio.run(scenario())
+
+
 def test_a_manifest_upload_cut_short_is_no_version_and_the_next_push_repairs_it(
     s3: S3Endpoint, tmp_path: Path
 ) -> None:
