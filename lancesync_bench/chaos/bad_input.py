@@ -151,6 +151,7 @@ async def _user_cases(ctx: SuiteContext, catalogue: Catalogue) -> None:
     async with open_service(SYNC, root, ep, device="u") as svc:
         await svc.add_documents("valid-user", [document("v1", 1)])
         await svc.sync("valid-user")
+        await svc.wait_idle("valid-user")  # the sync's state file is written after it returns
 
         def watch() -> object:
             return folder_snapshot(root), s3_listing(ep)

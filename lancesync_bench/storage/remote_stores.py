@@ -362,6 +362,9 @@ class SyncStore(LocalStore):
         # One sync at a time per device: two at once would both open the replica (the second
         # fails creating a table the first made) or push the same records twice.
         self.sync_lock = asyncio.Lock()
+        # The state file's write, started as a sync returns and waited for by the next one
+        # (and by wait_idle/close): see _persist_state.
+        self._state_write: asyncio.Task[None] | None = None
 
     def _written(self, newest: int, rows: int) -> None:
         """Note the newest timestamp this device wrote (a sync with nothing newer than its
@@ -409,6 +412,7 @@ class SyncStore(LocalStore):
 
     async def _sync(self) -> SyncReport:
         start = time.perf_counter()
+        await self._state_written()
         stats = TransferStats()
         saved = self._saved_state()
         try:
@@ -451,7 +455,7 @@ class SyncStore(LocalStore):
             return _report("sync", self.ctx, stats, start, reachable=False, error=str(exc))
         self.last_error = None
         if self._saved_state() != saved:
-            write_json_atomic(self.state_path, self._state())
+            self._persist_state()
         return _report(
             "sync",
             self.ctx,
@@ -569,15 +573,34 @@ class SyncStore(LocalStore):
             "last_push": self.last_push,
             "last_pull": self.last_pull,
             "pushed": self.pushed,
-            "pulled": self.pulled,
+            "pulled": dict(self.pulled),
             "pushed_remote_version": self.pushed_remote_version,
         }
 
+    def _persist_state(self) -> None:
+        """Write the state file (with fsync) in a thread while the sync returns: what S3
+        holds was settled by the push; the file only spares the next open from deriving the
+        marks again, and nothing reads it while this process runs. The next sync, and
+        wait_idle/close, wait for the write (a failure surfaces there). It took 0.6-1.1 ms
+        of a one-document sync's path."""
+        state = self._state()
+        self._state_write = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(write_json_atomic, self.state_path, state)
+        )
+
+    async def _state_written(self) -> None:
+        """Wait for the state file's write a sync started (its error is raised here)."""
+        write, self._state_write = self._state_write, None
+        if write is not None:
+            await write
+
+    async def wait_idle(self) -> None:
+        await super().wait_idle()
+        await self._state_written()
+
     def _saved_state(self) -> dict[str, Any]:
         """The state that matters for correctness (the times are kept with the next change)."""
-        return {k: v for k, v in self._state().items() if not k.startswith("last_")} | {
-            "pulled": dict(self.pulled)
-        }
+        return {k: v for k, v in self._state().items() if not k.startswith("last_")}
 
     async def _incoming(
         self, remote_marks: dict[str, int], local_marks: dict[str, int]

@@ -539,3 +539,32 @@ def test_a_sync_after_the_s3_table_was_wiped_puts_back_a_whole_table(
             assert (await svc.sync(USER)).requests == {"LIST": 1}
 
     asyncio.run(scenario())
+
+
+def test_the_sync_state_is_written_after_the_sync_returns_and_before_the_next(
+    s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """A sync returns once S3 took its push; the state file (marks, with fsync) is written
+    meanwhile, waited for by wait_idle and by the next sync, where a failed write raises."""
+
+    async def scenario() -> None:
+        async with open_service(SYNC, tmp_path / "dev", s3) as svc:
+            await svc.add_documents(USER, make_docs(2))
+            await _sync_ok(svc)
+            store = await svc._store(USER)
+            await svc.wait_idle(USER)
+            assert stores.read_json(store.state_path)["pushed"] == store.pushed > 0
+            blocker = tmp_path / "not-a-folder"
+            blocker.write_text("")
+            store.state_path = blocker / "sync-state.json"
+            await svc.add_documents(USER, make_docs(1, start=2))
+            await _sync_ok(svc)  # the push is done; the write fails behind it
+            with pytest.raises(OSError):
+                await svc.sync(USER)
+            store.state_path = tmp_path / "sync-state.json"
+            await svc.add_documents(USER, make_docs(1, start=3))
+            await _sync_ok(svc)
+            await svc.wait_idle(USER)
+            assert stores.read_json(store.state_path)["pushed"] == store.pushed
+
+    asyncio.run(scenario())
