@@ -412,7 +412,6 @@ class SyncStore(LocalStore):
 
     async def _sync(self) -> SyncReport:
         start = time.perf_counter()
-        await self._state_written()
         stats = TransferStats()
         saved = self._saved_state()
         try:
@@ -455,6 +454,7 @@ class SyncStore(LocalStore):
             return _report("sync", self.ctx, stats, start, reachable=False, error=str(exc))
         self.last_error = None
         if self._saved_state() != saved:
+            await self._state_written()  # one write at a time; the last one's error is raised
             self._persist_state()
         return _report(
             "sync",
@@ -582,9 +582,10 @@ class SyncStore(LocalStore):
     def _persist_state(self) -> None:
         """Write the state file (with fsync) in a thread while the sync returns: what S3
         holds was settled by the push; the file only spares the next open from deriving the
-        marks again, and nothing reads it while this process runs. The next sync, and
-        wait_idle/close, wait for the write (a failure surfaces there). It took 0.6-1.1 ms
-        of a one-document sync's path."""
+        marks again, and nothing reads it while this process runs. The next sync that
+        changes the state, and wait_idle/close, wait for the write (a failure surfaces
+        there); a sync with nothing new does not. It took 0.6-1.1 ms of a one-document
+        sync's path."""
         state = self._state()
         self._state_write = asyncio.get_running_loop().create_task(
             asyncio.to_thread(write_json_atomic, self.state_path, state)
