@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -170,6 +173,7 @@ class S3Endpoint:
         client.meta.events.register(
             "before-call.s3", _no_expect_continue, unique_id="lancesync-no-expect"
         )
+        _cache_endpoint_per_bucket(client)
         return client
 
     def storage_options(self, timeouts: Timeouts | None = None) -> dict[str, str]:
@@ -244,6 +248,50 @@ class S3Endpoint:
             prefix=config.s3_prefix,
             provider="external",
         )
+
+
+def _cache_endpoint_per_bucket(client: Any) -> None:
+    """Let botocore reuse its resolved endpoint across object keys.
+
+    botocore resolves every request's endpoint by evaluating S3's endpoint rules, and caches
+    the result keyed on every parameter the rule set declares. ``Key``, ``Prefix`` and
+    ``CopySource`` are among them, yet no rule reads them: each new key missed the cache
+    and the rules ran again, 0.44 ms of client CPU per request (800 small PUTs and LISTs,
+    two clients alternating; 2.29 -> 1.85 ms p50). A one-document sync sends four.
+
+    Only parameters that no rule of the installed rule set refers to are left out, so the
+    endpoint resolved is the same. Where botocore is built differently (no such
+    attributes), nothing changes.
+    """
+    resolver = getattr(client, "_ruleset_resolver", None)
+    params = getattr(resolver, "_param_definitions", None)
+    idle = _unread_endpoint_params()
+    if isinstance(params, dict) and idle:
+        resolver._param_definitions = {k: v for k, v in params.items() if k not in idle}  # type: ignore[union-attr]
+
+
+@functools.cache
+def _unread_endpoint_params() -> frozenset[str]:
+    """The parameters S3's endpoint rule set declares but no rule reads (none if unsure)."""
+    import botocore.loaders
+
+    try:
+        ruleset = botocore.loaders.create_loader().load_service_model("s3", "endpoint-rule-set-1")
+    except Exception:  # an optimisation only: without it nothing is left out
+        return frozenset()
+    return unread_params(ruleset)
+
+
+def unread_params(ruleset: dict[str, Any]) -> frozenset[str]:
+    """The parameters of an endpoint rule set that its rules never name: neither as a
+    ``{"ref": name}`` argument nor in a ``{name}`` or ``{name#attr}`` template; to be on the
+    safe side, a name that appears anywhere in the rules as a word counts as read."""
+    text = json.dumps(ruleset.get("rules", []))
+    return frozenset(
+        name
+        for name in ruleset.get("parameters", {})
+        if not re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text)
+    )
 
 
 def _no_expect_continue(params: dict[str, Any], **_: Any) -> None:

@@ -97,6 +97,43 @@ def test_uploads_send_their_body_without_waiting_for_100_continue(
     assert got == b"x" * 4096
 
 
+def test_the_endpoint_is_resolved_once_for_many_keys_and_requests_go_where_botocore_sends_them(
+    s3: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    import botocore.endpoint_provider
+
+    evaluated: list[dict[str, object]] = []
+    evaluate = botocore.endpoint_provider.RuleSet.evaluate
+
+    def counted(self: object, input_parameters: dict[str, object]) -> object:
+        evaluated.append(dict(input_parameters))
+        return evaluate(self, input_parameters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(botocore.endpoint_provider.RuleSet, "evaluate", counted)
+    ours = s3.client()
+    plain = boto3.session.Session().client("s3", **s3.boto3_client_kwargs())
+    urls: dict[str, list[str]] = {"ours": [], "plain": []}
+    for name, client in (("ours", ours), ("plain", plain)):
+        client.meta.events.register(
+            "before-send.s3", lambda request, name=name, **_: urls[name].append(request.url)
+        )
+    before = len(evaluated)
+    for i in range(6):
+        ours.put_object(Bucket=s3.bucket, Key=s3.key("ep", f"k{i}"), Body=b"x")
+        ours.list_objects_v2(Bucket=s3.bucket, Prefix=s3.key("ep", f"k{i}"), MaxKeys=1)
+    # once for the PUTs, once for the LISTs: keys and prefixes no longer miss the cache
+    assert len(evaluated) - before <= 2, evaluated[before:]
+    assert not any("Key" in p or "Prefix" in p for p in evaluated[before:])
+    for name, client in (("ours", ours), ("plain", plain)):
+        client.put_object(Bucket=s3.bucket, Key=s3.key("ep", f"same-{name}"), Body=b"y")
+        client.get_object(Bucket=s3.bucket, Key=s3.key("ep", "k3"))
+        client.list_objects_v2(Bucket=s3.bucket, Prefix=s3.key("ep", "k"), MaxKeys=1)
+    assert [u.replace("same-ours", "same-plain") for u in urls["ours"][-3:]] == urls["plain"]
+    got = plain.get_object(Bucket=s3.bucket, Key=s3.key("ep", "k5"))["Body"].read()
+    assert got == b"x"
+
+
 def test_lancedb_create_add_search_on_s3(s3: S3Endpoint) -> None:
     rows, hits, tables = asyncio.run(_lancedb_round_trip(s3))
     assert rows == 51

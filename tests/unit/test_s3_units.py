@@ -243,3 +243,22 @@ def test_cli_s3_probe_external_names_missing_variables(
     assert "S3_BUCKET, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set" in (
         capsys.readouterr().err
     )
+
+
+def test_endpoint_params_no_rule_reads_are_found_and_named_ones_kept() -> None:
+    from lancesync_bench.s3.endpoint import _unread_endpoint_params, unread_params
+
+    ruleset = {
+        "parameters": {"Bucket": {}, "Key": {}, "Prefix": {}, "Region": {}, "KeyId": {}},
+        "rules": [
+            {
+                "conditions": [{"fn": "isSet", "argv": [{"ref": "Bucket"}]}],
+                "endpoint": {"url": "https://{Bucket}.s3.{Region#name}.example"},
+            },
+            {"conditions": [], "error": "a KeyId is needed"},
+        ],
+    }
+    assert unread_params(ruleset) == {"Key", "Prefix"}
+    # in botocore's own S3 rule set, object keys and prefixes are never read
+    assert {"Key", "Prefix"} <= _unread_endpoint_params()
+    assert not {"Bucket", "Region", "Endpoint", "ForcePathStyle"} & _unread_endpoint_params()
