@@ -361,6 +361,67 @@ def test_doctable_reads_only_winners(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_maintenance_is_asked_of_lancedb_only_when_the_fragments_could_reach_the_threshold(
+    tmp_path: Path,
+) -> None:
+    import lancedb
+
+    async def scenario() -> None:
+        db = await lancedb.connect_async(str(tmp_path))
+        table = await db.create_table("documents", schema=schema(DIM))
+        current = [table]
+        asked: list[int] = []
+
+        class Counted:  # the table, with its fragment counts counted
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+            async def stats(self) -> Any:
+                asked.append(1)
+                return await self._inner.stats()
+
+        current[0] = Counted(table)
+        docs = DocTable(lambda: current[0], dim=DIM)
+        policy = MaintenancePolicy(max_fragments=4)
+        assert not await docs.needs_maintenance(policy)  # nothing known yet: asked
+        assert len(asked) == 1
+        for i in range(3):  # 0 + 3 appends: still below 4, never asked
+            await docs.append(_records([(f"d{i}", i, "A", False, 0.0)]))
+            assert not await docs.needs_maintenance(policy)
+        assert len(asked) == 1
+        await docs.append(_records([("d3", 3, "A", False, 0.0)]))
+        assert await docs.needs_maintenance(policy)  # could be 4: asked, and it is
+        assert len(asked) == 2
+        # Fragments added behind its back (another handle) are seen after invalidate().
+        other = await (await lancedb.connect_async(str(tmp_path))).open_table("documents")
+        await docs.maintain(MaintenancePolicy(keep_tombstones=True))
+        assert not await docs.needs_maintenance(policy)
+        asked.clear()
+        for i in range(5):
+            await other.add(_records([(f"o{i}", i, "B", False, 0.0)]))
+        await table.checkout_latest()
+        assert not await docs.needs_maintenance(policy)  # not told: the bound stands
+        assert not asked
+        docs.invalidate()
+        assert await docs.needs_maintenance(policy)
+        assert len(asked) == 1
+        # A swapped table object is counted again too.
+        current[0] = Counted(
+            await (await lancedb.connect_async(str(tmp_path))).open_table("documents")
+        )
+        await docs.maintain(MaintenancePolicy(keep_tombstones=True))
+        asked.clear()
+        current[0] = Counted(other)
+        await other.checkout_latest()
+        await docs.needs_maintenance(policy)
+        assert len(asked) == 1
+
+    asyncio.run(scenario())
+
+
 def test_search_hides_a_lone_tombstone_and_over_fetches_past_deleted_neighbours(
     tmp_path: Path,
 ) -> None:
