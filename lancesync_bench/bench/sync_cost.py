@@ -324,16 +324,29 @@ def judge_sync_cost(result: dict[str, Any]) -> list[TierCheck]:
             checks.append(
                 bound_check(figs, f"[{name}] one-doc sync", "sync_one_doc", "p50", 3 * rtt + 10)
             )
-            # One request per acknowledged write (the S3 write log): a round trip + 10 ms.
+            # The bound: 4 round trips + 10 ms.
             checks.append(
-                bound_check(figs, f"[{name}] S3-primary write", "s3_primary_write", "p50", rtt + 10)
+                bound_check(
+                    figs, f"[{name}] S3-primary write", "s3_primary_write", "p50", 4 * rtt + 10
+                )
             )
-        pairs = (
-            ("sync_no_change", "raw_list"),
-            ("sync_one_doc", "raw_list_put_put"),
+            # The design sends one request per acknowledged write (the S3 write log): judged
+            # against one raw PUT through the same path, in the same loop, rather than against
+            # "a round trip + 10 ms", on which a raw PUT alone sits (28.5-28.6 ms at 20 ms).
+            checks.append(
+                ratio_check(
+                    figs,
+                    f"[{name}] S3-primary write vs one raw PUT",
+                    "s3_primary_write",
+                    "raw_put",
+                    q="p50",
+                    limit=1.2,
+                )
+            )
+        pairs = [("sync_no_change", "raw_list"), ("sync_one_doc", "raw_list_put_put")]
+        if rtt == 0:  # judged above on the other profiles
             # One PUT per write: its floor is one raw PUT through the same path.
-            ("s3_primary_write", "raw_put"),
-        )
+            pairs.append(("s3_primary_write", "raw_put"))
         for svc, raw in pairs:
             a, b = figs[svc], figs[raw]
             checks.append(

@@ -118,6 +118,31 @@ def test_judging_passes_and_fails_on_the_stated_targets() -> None:
     assert v["[loopback] first open after 900 writes"] == "PASS"  # the newest key, 1 folder
 
 
+def test_same_region_writes_are_judged_on_the_issues_bound_and_beside_one_raw_put() -> None:
+    figures = {
+        "sync_no_change": _fig(28.0),
+        "raw_list": _fig(27.0),
+        "sync_one_doc": _fig(66.0),
+        "raw_list_put_put": _fig(81.0),
+        "s3_primary_write": _fig(29.0),
+        "raw_put": _fig(28.5),
+    }
+    entry = {"rtt_ms": 20.0, "figures": figures, "requests": {"sync_no_change": [1]}}
+    result = {"profiles": {"same-region": entry}}
+    v = {c.what: c.verdict for c in judge_sync_cost(result)}
+    assert v["[same-region] one-doc sync"] == "PASS"  # <= 3 round trips + 10 ms
+    assert v["[same-region] S3-primary write"] == "PASS"  # <= 4 round trips + 10 ms
+    assert v["[same-region] S3-primary write vs one raw PUT"] == "PASS"  # 1.02x
+    figures["s3_primary_write"] = _fig(60.0)  # a second round trip per write
+    v = {c.what: c.verdict for c in judge_sync_cost(result)}
+    assert v["[same-region] S3-primary write"] == "PASS"
+    assert v["[same-region] S3-primary write vs one raw PUT"] == "FAIL"  # 2.1x
+    figures["s3_primary_write"] = _fig(95.0)
+    assert {c.what: c.verdict for c in judge_sync_cost(result)}[
+        "[same-region] S3-primary write"
+    ] == "FAIL"
+
+
 def test_sync_cost_rejects_bad_arguments_before_measuring(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
