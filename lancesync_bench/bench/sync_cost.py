@@ -37,7 +37,8 @@ from typing import Any
 
 from lancesync_bench.bench.tier import TierCheck, TierFigure, bound_check, ratio_check
 from lancesync_bench.config import LanceDBSyncConfig
-from lancesync_bench.netem import NetworkProfile, S3Proxy
+from lancesync_bench.netem import NetworkProfile
+from lancesync_bench.netem.process import ProxyProcess
 from lancesync_bench.netem.profile import PRESETS
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.storage.doctable import MaintenancePolicy
@@ -268,7 +269,7 @@ async def measure_sync_cost(
         profile: NetworkProfile = PRESETS[name]
         rounds = opts.rounds if profile.rtt_ms == 0 else max(30, opts.rounds // 4)
         with (
-            S3Proxy(endpoint.url or "", profile, seed=opts.seed) as proxy,
+            ProxyProcess(endpoint.url or "", profile, seed=opts.seed) as proxy,
             tempfile.TemporaryDirectory(prefix="lancesync-synccost-") as tmp,
         ):
             ep = proxy.endpoint_for(endpoint).with_prefix(f"sync-cost-{uuid.uuid4().hex[:8]}")

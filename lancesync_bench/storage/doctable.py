@@ -9,13 +9,15 @@ and nothing about sync. The live document of an id is its record with the greate
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -124,6 +126,19 @@ def _winner(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 _FRAGMENT_ROWS = 1_048_576  # Lance's default max_rows_per_file
 
+_M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
+
+
+def _commits(method: _M) -> _M:
+    """A DocTable method that commits to the table: the version known is forgotten."""
+
+    @functools.wraps(method)
+    async def wrapper(self: DocTable, *args: Any, **kwargs: Any) -> Any:
+        async with self._changing_table():
+            return await method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 class DocTable:
     """Document operations on one LanceDB table of records.
@@ -148,6 +163,11 @@ class DocTable:
         # The table object last counted and a bound its fragments cannot exceed: the count
         # read then, plus what this object's appends added since (``sole_writer`` only).
         self._fragment_bound: tuple[Any, int] | None = None
+        # The version this object's last append made, kept only while no other change of
+        # the table began or ended since (``_changes`` counts both; ``_changing``: under way).
+        self._version_known: tuple[Any, int] | None = None
+        self._changes = 0
+        self._changing = 0
         # How vector searches probe the index: calibrated against exact search (see
         # storage.calibrate); None: the default nprobes.
         self.search_params: SearchParams | None = None
@@ -161,6 +181,35 @@ class DocTable:
         """Forget the key directory (the table changed behind this object's back)."""
         self._ids = None
         self._fragment_bound = None
+        self._version_known = None
+        self._changes += 1
+
+    @contextlib.asynccontextmanager
+    async def _changing_table(self) -> AsyncIterator[None]:
+        """Around every commit this object makes: the version it knew is forgotten."""
+        self._changing += 1
+        self._changes += 1
+        self._version_known = None
+        try:
+            yield
+        finally:
+            self._changing -= 1
+            self._changes += 1
+            self._version_known = None
+
+    async def version(self) -> int:
+        """The table's current version. Where this object sees every write
+        (``sole_writer``), the one its last append made or it last read is kept until
+        another change begins (asking LanceDB took 0.26 ms p50 of every sync's report)."""
+        table = self.table
+        known = self._version_known
+        if known is not None and known[0] is table and not self._changing:
+            return known[1]
+        changes = self._changes
+        version = int(await table.version())
+        if self._sole_writer and not self._changing and self._changes == changes:
+            self._version_known = (table, version)
+        return version
 
     def _note_records(self, records: pa.Table) -> None:
         self._appends += 1
@@ -195,11 +244,17 @@ class DocTable:
         """Append records (one commit, one new version); returns the new version."""
         # Counted before the commit: a search running meanwhile must already distrust it.
         self._note_records(records)
+        table = self.table
         try:
-            added = await self.table.add(records)
+            async with self._changing_table():
+                changes = self._changes
+                added = await table.add(records)
+                alone = self._changes == changes and self._changing == 1
         except BaseException:
             self.invalidate()
             raise
+        if alone and self._sole_writer:
+            self._version_known = (table, int(added.version))
         bound = self._fragment_bound
         if bound is not None:
             # Lance writes at most 1,048,576 rows per data file: one fragment each.
@@ -374,6 +429,7 @@ class DocTable:
         row_ids = keys.column("_rowid").to_numpy()
         return [int(r) for r in row_ids[dead]]
 
+    @_commits
     async def remove_rows(self, row_ids: list[int]) -> None:
         """Delete records by row id (in chunks, to keep each predicate short)."""
         chunk = 2_000
@@ -381,6 +437,7 @@ class DocTable:
             part = ", ".join(str(r) for r in row_ids[start : start + chunk])
             await self.table.delete(f"_rowid IN ({part})")
 
+    @_commits
     async def ensure_indexes(self, policy: MaintenancePolicy) -> bool:
         """Create the id index if missing, and the vector index once the table is large enough.
 
@@ -409,6 +466,7 @@ class DocTable:
         )
         return True
 
+    @_commits
     async def index_new_rows(self) -> None:
         """Add rows that no index covers yet to the scalar indexes (the id's BTREE).
 
@@ -429,6 +487,7 @@ class DocTable:
         for index in await self.table.list_indices():
             await self.table.prewarm_index(index.name)
 
+    @_commits
     async def maintain(
         self, policy: MaintenancePolicy, prepared: PreparedCompaction | None = None
     ) -> MaintenanceReport:

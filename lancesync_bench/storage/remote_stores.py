@@ -269,7 +269,7 @@ class BackupStore(LocalStore):
             stats,
             start,
             records_down=rows,
-            local_version=int(await self._table.version()),
+            local_version=await self.docs.version(),
             remote_version=max(versions),
         )
 
@@ -463,7 +463,7 @@ class SyncStore(LocalStore):
             start,
             records_up=pushed,
             records_down=pulled,
-            local_version=int(await self._table.version()),
+            local_version=await self.docs.version(),
             remote_version=self.replica.remote_version,
         )
 

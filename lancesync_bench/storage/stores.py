@@ -480,7 +480,7 @@ class LocalStore:
         return StoreStatus(
             user_id=self.ctx.user_id,
             mode=self.ctx.mode,
-            local_version=int(await self._table.version()),
+            local_version=await self.docs.version(),
             remote_version=None,
             in_sync=None,
             pending_changes=0,

@@ -361,6 +361,24 @@ def test_doctable_reads_only_winners(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+class _Counted:
+    """A LanceDB table whose calls to the ``counted`` methods are noted in ``calls``."""
+
+    def __init__(self, inner: Any, calls: list[str], *counted: str) -> None:
+        self._inner, self._calls, self._counted = inner, calls, counted
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name not in self._counted:
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self._calls.append(name)
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
 def test_maintenance_is_asked_of_lancedb_only_when_the_fragments_could_reach_the_threshold(
     tmp_path: Path,
 ) -> None:
@@ -369,21 +387,12 @@ def test_maintenance_is_asked_of_lancedb_only_when_the_fragments_could_reach_the
     async def scenario() -> None:
         db = await lancedb.connect_async(str(tmp_path))
         table = await db.create_table("documents", schema=schema(DIM))
-        current = [table]
-        asked: list[int] = []
+        asked: list[str] = []
 
-        class Counted:  # the table, with its fragment counts counted
-            def __init__(self, inner: Any) -> None:
-                self._inner = inner
+        def Counted(inner: Any) -> _Counted:  # the table, its stats() counted
+            return _Counted(inner, asked, "stats")
 
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._inner, name)
-
-            async def stats(self) -> Any:
-                asked.append(1)
-                return await self._inner.stats()
-
-        current[0] = Counted(table)
+        current = [Counted(table)]
         docs = DocTable(lambda: current[0], dim=DIM)
         policy = MaintenancePolicy(max_fragments=4)
         assert not await docs.needs_maintenance(policy)  # nothing known yet: asked
@@ -418,6 +427,57 @@ def test_maintenance_is_asked_of_lancedb_only_when_the_fragments_could_reach_the
         await other.checkout_latest()
         await docs.needs_maintenance(policy)
         assert len(asked) == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_version_a_doctable_reports_is_lancedbs_after_every_kind_of_change(
+    tmp_path: Path,
+) -> None:
+    import lancedb
+
+    async def scenario() -> None:
+        db = await lancedb.connect_async(str(tmp_path))
+        table = await db.create_table("documents", schema=schema(DIM))
+        asked: list[str] = []
+        counted = _Counted(table, asked, "version")
+        docs = DocTable(lambda: counted, dim=DIM)
+
+        async def same() -> None:
+            assert await docs.version() == await table.version()
+
+        await same()
+        for i in range(3):
+            await docs.append(_records([(f"d{i}", i, "A", False, float(i))]))
+        asked.clear()
+        await same()
+        await same()
+        assert not asked  # the last append's version, kept: LanceDB is not asked
+        await docs.remove_rows([0])
+        await same()
+        await docs.ensure_indexes(MaintenancePolicy())
+        await same()
+        await docs.maintain(MaintenancePolicy(keep_tombstones=True))
+        await same()
+        # An append and a maintenance pass at once: neither's version is kept blindly.
+        await asyncio.gather(
+            docs.append(_records([("e", 9, "A", False, 0.5)])),
+            docs.maintain(MaintenancePolicy(keep_tombstones=True)),
+        )
+        await table.checkout_latest()
+        await same()
+        # Written through another handle: seen once the DocTable is told.
+        other = await (await lancedb.connect_async(str(tmp_path))).open_table("documents")
+        await other.add(_records([("o", 1, "B", False, 0.0)]))
+        await table.checkout_latest()
+        docs.invalidate()
+        await same()
+        # A table that does not see every write asks LanceDB every time.
+        shared = DocTable(lambda: counted, dim=DIM, sole_writer=False)
+        await shared.append(_records([("s", 1, "A", False, 0.0)]))
+        asked.clear()
+        assert await shared.version() == await table.version()
+        assert asked == ["version"]
 
     asyncio.run(scenario())
 
