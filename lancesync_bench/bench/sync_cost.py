@@ -9,7 +9,9 @@ the server's own speed cancel:
   one-key LIST (the least any sync can do: ask S3 whether anything changed);
 * ``sync_one_doc``: a sync after one new document, beside a raw LIST followed by two PUTs
   (the three requests a push makes: check, data, then the manifest that publishes it; the
-  sync overlaps the check with the data upload, so it waits for two in a row);
+  sync overlaps the check with the data upload, so it waits for two in a row), sent by
+  boto3 and, on a plain-HTTP endpoint, by the lean client the sync itself sends its small
+  requests with (``lean_list_put_put``; see :mod:`lancesync_bench.s3.fast`);
 * ``s3_primary_write``: a single-document write in the S3-primary mode, beside LanceDB
   writing one row straight to a table in the same bucket and beside one raw PUT;
 * ``sustained``: S3-primary single-document writes back to back for ``sustained_s``
@@ -41,6 +43,7 @@ from lancesync_bench.netem import NetworkProfile
 from lancesync_bench.netem.process import ProxyProcess
 from lancesync_bench.netem.profile import PRESETS
 from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.s3.fast import fast_client
 from lancesync_bench.storage.doctable import MaintenancePolicy
 from lancesync_bench.storage.service import LanceDBStorageService
 from lancesync_bench.workload import Workload
@@ -107,11 +110,21 @@ def _raw_requests(ep: S3Endpoint) -> dict[str, Callable[[], Awaitable[Any]]]:
     def put_one() -> None:
         client.put_object(Bucket=ep.bucket, Key=f"{prefix}/p-{uuid.uuid4().hex}", Body=body)
 
-    return {
+    raw: dict[str, Callable[[], Awaitable[Any]]] = {
         "raw_list": lambda: asyncio.to_thread(list_one),
         "raw_list_put_put": lambda: asyncio.to_thread(three_trips),
         "raw_put": lambda: asyncio.to_thread(put_one),
     }
+    lean = fast_client(client)
+    if lean is not None:
+        # The same three requests through the lean client a sync sends its small ones with.
+        def lean_three_trips() -> None:
+            lean.list_objects_v2(Bucket=ep.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+            lean.put_object(Bucket=ep.bucket, Key=f"{prefix}/d-{uuid.uuid4().hex}", Body=body)
+            lean.put_object(Bucket=ep.bucket, Key=f"{prefix}/m-{uuid.uuid4().hex}", Body=body)
+
+        raw["lean_list_put_put"] = lambda: asyncio.to_thread(lean_three_trips)
+    return raw
 
 
 async def _sync_rounds(
@@ -120,7 +133,8 @@ async def _sync_rounds(
     figs = {k: TierFigure(k) for k in ("sync_no_change", "sync_one_doc")}
     requests: dict[str, list[int]] = {k: [] for k in figs}
     raw = _raw_requests(ep)
-    for k in ("raw_list", "raw_list_put_put"):
+    yardsticks = [k for k in ("raw_list", "raw_list_put_put", "lean_list_put_put") if k in raw]
+    for k in yardsticks:
         figs[k] = TierFigure(k)
     async with _service("sync", root, ep, "A", opts.dim) as a:
         await a.import_documents(USER, wl.arrow_table(0, opts.rows, metadata="json"))
@@ -129,8 +143,7 @@ async def _sync_rounds(
         for i in range(rounds):
             steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
                 ("sync_no_change", lambda: a.sync(USER)),
-                ("raw_list", raw["raw_list"]),
-                ("raw_list_put_put", raw["raw_list_put_put"]),
+                *((k, raw[k]) for k in yardsticks),
             ]
             if i % 2:
                 steps.reverse()
@@ -345,6 +358,8 @@ def judge_sync_cost(result: dict[str, Any]) -> list[TierCheck]:
                 )
             )
         pairs = [("sync_no_change", "raw_list"), ("sync_one_doc", "raw_list_put_put")]
+        if "lean_list_put_put" in figs:
+            pairs.append(("sync_one_doc", "lean_list_put_put"))
         if rtt == 0:  # judged above on the other profiles
             # One PUT per write: its floor is one raw PUT through the same path.
             pairs.append(("s3_primary_write", "raw_put"))

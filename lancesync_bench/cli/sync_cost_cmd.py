@@ -23,7 +23,8 @@ raw boto3 requests through the same proxy:
 
   sync with nothing new          beside one raw one-key LIST (its floor)
   sync after one new document    beside a raw LIST + PUT + PUT, one after another (the
-                                 requests a push makes; it overlaps the LIST with the data)
+                                 requests a push makes; it overlaps the LIST with the data),
+                                 sent by boto3 and by the lean client the sync uses for them
   S3-primary single write        beside LanceDB adding one row straight to the bucket
   sustained S3-primary writes    median per window against the first (also net of a raw
                                  PUT timed beside each write), p99, longest stall

@@ -46,6 +46,11 @@ class LostAnswers:
             events.register(f"before-call.s3.{op}", self._hook(op, "request"))
             events.register(f"after-call.s3.{op}", self._hook(op, "answer"))
         events.register("before-call.s3.PutObject", self._tear(client))
+        from lancesync_bench.s3.fast import fast_client
+
+        fast = fast_client(client)
+        if fast is not None:  # the lean client that sends a sync's small requests
+            fast.hooks.append(self._lean_hook(client))
 
     def lose(self, operation: str, key_part: str, what: What = "answer") -> None:
         """Arm one fault."""
@@ -83,6 +88,22 @@ class LostAnswers:
 
         return handler
 
+    def _lean_hook(self, client: Any) -> Callable[[str, str, dict[str, Any]], None]:
+        """The same faults on the lean client's requests (:mod:`lancesync_bench.s3.fast`)."""
+        from botocore.exceptions import ConnectionClosedError
+
+        def hook(op: str, phase: str, params: dict[str, Any]) -> None:
+            key = _lean_key(params)
+            if phase == "request" and op == "PutObject" and self._take(op, key, "torn"):
+                client.put_object(
+                    Bucket=params["Bucket"], Key=key, Body=b"", Metadata=params.get("Metadata", {})
+                )
+                raise ConnectionClosedError(endpoint_url="upload cut short (injected)")
+            if phase in ("request", "answer") and self._take(op, key, phase):  # type: ignore[arg-type]
+                raise ConnectionClosedError(endpoint_url=f"{phase} lost (injected)")
+
+        return hook
+
     def _tear(self, client: Any) -> Callable[..., None]:
         from botocore.exceptions import ConnectionClosedError
 
@@ -98,6 +119,10 @@ class LostAnswers:
                 raise ConnectionClosedError(endpoint_url="upload cut short (injected)")
 
         return handler
+
+
+def _lean_key(params: dict[str, Any]) -> str:
+    return str(params.get("Key", params.get("Prefix", "")))
 
 
 def _note_key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

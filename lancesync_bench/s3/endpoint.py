@@ -174,6 +174,20 @@ class S3Endpoint:
             "before-call.s3", _no_expect_continue, unique_id="lancesync-no-expect"
         )
         _cache_endpoint_per_bucket(client)
+        if self.url is not None and self.url.startswith("http://"):
+            from lancesync_bench.s3.fast import FastS3
+
+            t = timeouts or Timeouts()
+            # The lean client for a sync's small requests (see s3.fast), kept with this one.
+            client.lancesync_fast = FastS3(  # type: ignore[attr-defined]
+                self.url,
+                region=self.region,
+                access_key_id=self.access_key_id,
+                secret_access_key=self.secret_access_key,
+                connect_timeout_s=t.connect_s,
+                request_timeout_s=t.request_s,
+                max_attempts=t.max_retries + 1,
+            )
         return client
 
     def storage_options(self, timeouts: Timeouts | None = None) -> dict[str, str]:

@@ -41,6 +41,7 @@ from lancesync_bench.errors import (
     S3Unavailable,
     SyncConflict,
 )
+from lancesync_bench.s3.fast import fast_client
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -83,6 +84,7 @@ _U64_MAX = 2**64 - 1
 _HINT = "_versions/latest_version_hint.json"
 # Files at or above this size go up in 8 MiB parts; below it one PUT is cheaper.
 _MULTIPART_THRESHOLD = 16 << 20
+_LEAN_PUT_MAX = 1 << 20  # files up to this size go up in one request of the lean client
 _PART_SIZE = 8 << 20
 _CHUNK = 1 << 20
 
@@ -344,6 +346,14 @@ class RemoteTable:
             self._client = self._client()
         return self._client  # type: ignore[return-value]
 
+    @property
+    def lean(self) -> Any:
+        """What sends a sync's small requests (one-key LISTs, small PUTs): the lean client
+        that goes with the boto3 one (:mod:`lancesync_bench.s3.fast`; same answers, same
+        exceptions), or the boto3 client itself where there is none."""
+        client = self.client
+        return fast_client(client) or client
+
     # -- listing -------------------------------------------------------------------------
 
     def _list(self, prefix: str, stats: TransferStats) -> list[dict[str, Any]]:
@@ -381,7 +391,7 @@ class RemoteTable:
         stats.count("LIST")
         prefix = f"{self.table_key}/_versions/"
         try:
-            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+            page = self.lean.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         except (ClientError, BotoCoreError) as exc:
             raise _s3_failure(exc, f"listing s3://{self.bucket}/{prefix}") from exc
         first = page.get("Contents", [])
@@ -455,7 +465,12 @@ class RemoteTable:
         key = f"{self.table_key}/{rel}"
         size = local.stat().st_size
         try:
-            if size < _MULTIPART_THRESHOLD:
+            if size <= _LEAN_PUT_MAX:
+                stats.count("PUT")
+                self.lean.put_object(
+                    Bucket=self.bucket, Key=key, Body=local.read_bytes(), Metadata={"sha256": sha}
+                )
+            elif size < _MULTIPART_THRESHOLD:
                 stats.count("PUT")
                 with open(local, "rb") as f:
                     self.client.put_object(
@@ -505,7 +520,7 @@ class RemoteTable:
         for attempt in range(2):
             stats.count("PUT")
             try:
-                self.client.put_object(
+                self.lean.put_object(
                     Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata=metadata
                 )
             except ClientError as exc:

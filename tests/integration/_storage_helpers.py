@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from lancesync_bench.config import LanceDBSyncConfig
 from lancesync_bench.s3.endpoint import S3Endpoint, Timeouts
+from lancesync_bench.s3.fast import fast_client
 from lancesync_bench.storage.doctable import MaintenancePolicy
 from lancesync_bench.storage.service import LanceDBStorageService
 from lancesync_bench.storage.tier import TierPolicy
@@ -215,6 +216,14 @@ class CountingEndpoint(S3Endpoint):
             self.counts[kind] += 1
 
         client.meta.events.register("before-send.s3", count)
+        fast = fast_client(client)
+        if fast is not None:  # the lean client's requests too
+
+            def count_lean(op: str, phase: str, _params: dict[str, Any]) -> None:
+                if phase == "send":
+                    self.counts["LIST" if op == "ListObjectsV2" else "PUT"] += 1
+
+            fast.hooks.append(count_lean)
         return client
 
     @classmethod

@@ -36,7 +36,7 @@ from lancesync_bench.s3 import (
     probe_conditional_put,
 )
 from lancesync_bench.s3.embedded import find_weed_binary
-from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.s3.endpoint import S3Endpoint, Timeouts
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +132,56 @@ def test_the_endpoint_is_resolved_once_for_many_keys_and_requests_go_where_botoc
     assert [u.replace("same-ours", "same-plain") for u in urls["ours"][-3:]] == urls["plain"]
     got = plain.get_object(Bucket=s3.bucket, Key=s3.key("ep", "k5"))["Body"].read()
     assert got == b"x"
+
+
+def test_the_lean_client_writes_lists_and_fails_as_boto3_does(s3: S3Endpoint) -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from lancesync_bench.s3.fast import fast_client
+
+    boto = s3.client()
+    lean = fast_client(boto)
+    assert lean is not None  # a plain-HTTP endpoint gets one
+    key = s3.key("lean", "a b+c~d.manifest")  # characters that must be encoded
+    lean.put_object(Bucket=s3.bucket, Key=key, Body=b"abc", Metadata={"sha256": "x1"})
+    got = boto.get_object(Bucket=s3.bucket, Key=key)
+    assert (got["Body"].read(), got["Metadata"]) == (b"abc", {"sha256": "x1"})
+    with pytest.raises(ClientError) as refused:  # the conditional create, as boto3 reports it
+        lean.put_object(Bucket=s3.bucket, Key=key, Body=b"other", IfNoneMatch="*")
+    with pytest.raises(ClientError) as refused_boto:
+        boto.put_object(Bucket=s3.bucket, Key=key, Body=b"other", IfNoneMatch="*")
+    for exc in (refused.value, refused_boto.value):
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert refused.value.response["Error"]["Code"] == refused_boto.value.response["Error"]["Code"]
+    assert boto.get_object(Bucket=s3.bucket, Key=key)["Body"].read() == b"abc"
+    for i in range(3):
+        lean.put_object(Bucket=s3.bucket, Key=s3.key("lean", "list", f"k{i}"), Body=b"")
+    prefix = s3.key("lean", "list") + "/"
+    mine = lean.list_objects_v2(Bucket=s3.bucket, Prefix=prefix, MaxKeys=1)
+    theirs = boto.list_objects_v2(Bucket=s3.bucket, Prefix=prefix, MaxKeys=1)
+    assert [c["Key"] for c in mine["Contents"]] == [c["Key"] for c in theirs["Contents"]]
+    assert mine["Contents"][0]["Size"] == 0 and mine["IsTruncated"] is True
+    assert lean.list_objects_v2(Bucket=s3.bucket, Prefix=s3.key("none") + "/") == {
+        "ResponseMetadata": {"HTTPStatusCode": 200},
+        "IsTruncated": False,
+        "KeyCount": 0,
+    }
+    with pytest.raises(ClientError) as missing:
+        lean.list_objects_v2(Bucket="no-such-bucket-here", Prefix="k")
+    assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
+    wrong = dataclasses.replace(s3, secret_access_key=Secret("not-the-secret"))
+    with pytest.raises(ClientError) as denied:
+        fast_client(wrong.client()).put_object(Bucket=s3.bucket, Key=key + "2", Body=b"x")  # type: ignore[union-attr]
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "not-the-secret" not in str(denied.value)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens on it
+    gone = dataclasses.replace(s3, url=f"http://127.0.0.1:{port}")
+    with pytest.raises(EndpointConnectionError):
+        fast_client(gone.client(Timeouts(max_retries=0))).put_object(  # type: ignore[union-attr]
+            Bucket=s3.bucket, Key="k", Body=b"x"
+        )
 
 
 def test_lancedb_create_add_search_on_s3(s3: S3Endpoint) -> None:

@@ -22,7 +22,8 @@ def test_every_part_is_measured_through_the_proxy_beside_raw_requests(s3: S3Endp
     loop, region = result["profiles"]["loopback"], result["profiles"]["same-region"]
     assert loop["requests"]["sync_no_change"] == [1]  # one one-key LIST, every time
     assert min(loop["requests"]["sync_one_doc"]) >= 2  # a LIST and at least the PUTs
-    for name in ("sync_no_change", "raw_list", "sync_one_doc", "raw_list_put_put"):
+    names = ("sync_no_change", "raw_list", "sync_one_doc", "raw_list_put_put", "lean_list_put_put")
+    for name in names:
         assert loop["figures"][name]["n"] == 8
         assert region["figures"][name]["n"] == 30  # a quarter of the rounds, at least 30
     # The emulated 20 ms round trips show in the raw yardstick, not only in the service.

@@ -11,6 +11,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
@@ -262,3 +263,192 @@ def test_endpoint_params_no_rule_reads_are_found_and_named_ones_kept() -> None:
     # in botocore's own S3 rule set, object keys and prefixes are never read
     assert {"Key", "Prefix"} <= _unread_endpoint_params()
     assert not {"Bucket", "Region", "Endpoint", "ForcePathStyle"} & _unread_endpoint_params()
+
+
+@pytest.mark.parametrize(
+    ("method", "key", "query", "headers", "body"),
+    [
+        (
+            "PUT",
+            "p/t.lance/_versions/18446744073709551614.manifest",
+            {},
+            {"if-none-match": "*"},
+            b"m",
+        ),
+        ("PUT", "p/data/a b+c~d.lance", {}, {"x-amz-meta-sha256": "ab  cd "}, b"x" * 100),
+        ("GET", "", {"list-type": "2", "prefix": "p/t.lance/_versions/", "max-keys": "1"}, {}, b""),
+    ],
+)
+def test_the_lean_client_signs_as_botocore_does(
+    method: str, key: str, query: dict[str, str], headers: dict[str, str], body: bytes
+) -> None:
+    """Signature V4 of the lean client against botocore's own signer, same request, same time."""
+    import hashlib
+    import urllib.parse
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from lancesync_bench.s3.fast import _signing_key, sign_v4
+
+    amz_date, region, ak, sk = "20261204T120000Z", "us-east-1", "AKIDEXAMPLE", "s3cr3t/key+x"
+    path = "/bucket" + ("/" + urllib.parse.quote(key, safe="/-_.~") if key else "")
+    query_string = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+        for k, v in sorted(query.items())
+    )
+    payload = hashlib.sha256(body).hexdigest()
+    signed = {
+        **headers,
+        "host": "127.0.0.1:8333",
+        "x-amz-date": amz_date,
+        "x-amz-content-sha256": payload,
+    }
+    ours = sign_v4(
+        method=method,
+        path=path,
+        query=query_string,
+        headers=signed,
+        payload_sha256=payload,
+        region=region,
+        access_key_id=ak,
+        signing_key=_signing_key(sk, amz_date[:8], region),
+        amz_date=amz_date,
+    )
+    url = "http://127.0.0.1:8333" + path + (f"?{query_string}" if query_string else "")
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(signed))
+    request.context["timestamp"] = amz_date
+    auth = S3SigV4Auth(Credentials(ak, sk), "s3", region)
+    canonical = auth.canonical_request(request)
+    signature = auth.signature(auth.string_to_sign(request, canonical), request)
+    names = ";".join(sorted(signed))
+    assert ours == (
+        f"AWS4-HMAC-SHA256 Credential={ak}/{amz_date[:8]}/{region}/s3/aws4_request, "
+        f"SignedHeaders={names}, Signature={signature}"
+    )
+
+
+class _Scripted:
+    """A local HTTP server answering each request with the next (status, body) of a script;
+    ``"close"`` drops the connection instead of answering."""
+
+    def __init__(self, script: list[Any]) -> None:
+        import http.server
+        import threading
+
+        self.script = list(script)
+        self.seen: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                outer.seen.append(f"{self.command} {self.path}")
+                step = outer.script.pop(0)
+                if step == "close":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, body = step
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", '"e"')
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_PUT = do_GET = _answer
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _lean(url: str, attempts: int = 3) -> Any:
+    from lancesync_bench.s3.fast import FastS3
+
+    return FastS3(
+        url,
+        region="us-east-1",
+        access_key_id="AK",
+        secret_access_key=Secret("SK"),
+        connect_timeout_s=2.0,
+        request_timeout_s=2.0,
+        max_attempts=attempts,
+    )
+
+
+def test_the_lean_client_retries_what_boto3_retries_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lancesync_bench.s3 import fast
+
+    monkeypatch.setattr(fast.random, "random", lambda: 0.0)  # no back-off wait in the test
+    err = b"<Error><Code>SlowDown</Code><Message>slow</Message></Error>"
+    server = _Scripted(
+        [
+            (503, err),
+            "close",
+            (200, b""),  # third attempt: written
+            (412, b"<Error><Code>PreconditionFailed</Code><Message>x</Message></Error>"),
+            (500, b""),
+            (500, b""),
+            (500, b""),
+        ]
+    )
+    try:
+        lean = _lean(server.url)
+        assert lean.put_object(Bucket="b", Key="k", Body=b"x")["ETag"] == '"e"'
+        assert len(server.seen) == 3
+        with pytest.raises(ClientError) as refused:  # a refusal is not retried
+            lean.put_object(Bucket="b", Key="k", Body=b"x", IfNoneMatch="*")
+        assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+        assert len(server.seen) == 4
+        with pytest.raises(ClientError) as failed:  # 3 attempts, then the last answer
+            lean.put_object(Bucket="b", Key="k", Body=b"x")
+        assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert failed.value.response["Error"]["Code"] == "500"
+        assert len(server.seen) == 7
+    finally:
+        server.close()
+
+
+def test_the_lean_client_reports_a_dropped_connection_as_boto3_does() -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    server = _Scripted(["close"])
+    try:
+        with pytest.raises(ConnectionClosedError):
+            _lean(server.url, attempts=1).put_object(Bucket="b", Key="k", Body=b"x")
+    finally:
+        server.close()
+    with pytest.raises(ValueError, match="plain-HTTP"):
+        _lean("https://127.0.0.1:1")
+
+
+def test_the_lean_client_reconnects_when_the_server_closed_an_idle_connection() -> None:
+    import time
+
+    server = _Scripted([(200, b""), (200, b"")])
+    try:
+        lean = _lean(server.url, attempts=1)  # no retry: the reuse itself must not fail
+        lean.put_object(Bucket="b", Key="k1", Body=b"x")
+        conn = lean._local.conn
+        conn.sock.shutdown(socket.SHUT_RD)  # stand-in for the server's close: EOF to read
+        time.sleep(0.05)
+        lean.put_object(Bucket="b", Key="k2", Body=b"x")
+        assert lean._local.conn is not conn
+        assert server.seen == ["PUT /b/k1", "PUT /b/k2"]
+    finally:
+        server.close()
