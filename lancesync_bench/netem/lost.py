@@ -93,39 +93,42 @@ class LostAnswers:
         from botocore.exceptions import ConnectionClosedError
 
         def hook(op: str, phase: str, params: dict[str, Any]) -> None:
-            key = _lean_key(params)
+            key = _key_of(params)
             if phase == "request" and op == "PutObject" and self._take(op, key, "torn"):
-                client.put_object(
-                    Bucket=params["Bucket"], Key=key, Body=b"", Metadata=params.get("Metadata", {})
-                )
-                raise ConnectionClosedError(endpoint_url="upload cut short (injected)")
+                _cut_short(client, params["Bucket"], key, params.get("Metadata", {}))
             if phase in ("request", "answer") and self._take(op, key, phase):  # type: ignore[arg-type]
                 raise ConnectionClosedError(endpoint_url=f"{phase} lost (injected)")
 
         return hook
 
     def _tear(self, client: Any) -> Callable[..., None]:
-        from botocore.exceptions import ConnectionClosedError
-
         def handler(context: dict[str, Any], **_: Any) -> None:
             key = context.get("lost_answers_key", "")
             if self._take("PutObject", key, "torn"):
-                client.put_object(
-                    Bucket=context["lost_answers_bucket"],
-                    Key=key,
-                    Body=b"",
-                    Metadata=context.get("lost_answers_metadata", {}),
+                _cut_short(
+                    client,
+                    context["lost_answers_bucket"],
+                    key,
+                    context.get("lost_answers_metadata", {}),
                 )
-                raise ConnectionClosedError(endpoint_url="upload cut short (injected)")
 
         return handler
 
 
-def _lean_key(params: dict[str, Any]) -> str:
+def _key_of(params: dict[str, Any]) -> str:
     return str(params.get("Key", params.get("Prefix", "")))
 
 
+def _cut_short(client: Any, bucket: str, key: str, metadata: dict[str, str]) -> None:
+    """Leave what a server keeps of an upload cut short (an empty object with the request's
+    metadata), then fail as the client would (see the module)."""
+    from botocore.exceptions import ConnectionClosedError
+
+    client.put_object(Bucket=bucket, Key=key, Body=b"", Metadata=metadata)
+    raise ConnectionClosedError(endpoint_url="upload cut short (injected)")
+
+
 def _note_key(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    context["lost_answers_key"] = params.get("Key", params.get("Prefix", ""))
+    context["lost_answers_key"] = _key_of(params)
     context["lost_answers_bucket"] = params.get("Bucket", "")
     context["lost_answers_metadata"] = dict(params.get("Metadata") or {})

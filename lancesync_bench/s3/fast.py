@@ -22,6 +22,7 @@ certificate handling is left to boto3.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import http.client
@@ -43,29 +44,28 @@ __all__ = ["FastS3", "Hook", "fast_client", "sign_v4"]
 # call there (fault injection); nothing retries what a hook raises.
 Hook = Callable[[str, str, dict[str, Any]], None]
 
-_RETRY_STATUS = frozenset({500, 502, 503, 504})
-_RETRY_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-    }
-)
 _UNRESERVED = "-_.~"
+
+
+def _retried_by_boto3(status: int, code: str) -> bool:
+    """Whether boto3's standard retry mode retries this answer: its transient statuses and
+    error codes, and its throttling codes."""
+    statuses, codes = _boto3_retries()
+    return status in statuses or code in codes
+
+
+@functools.cache
+def _boto3_retries() -> tuple[frozenset[int], frozenset[str]]:
+    """The statuses and codes boto3's standard mode retries, read from botocore's own
+    checkers (class attributes its type stubs do not list) so that the two stay alike."""
+    from botocore.retries import standard
+
+    transient, throttled = standard.TransientRetryableChecker, standard.ThrottledRetryableChecker
+    return (
+        frozenset(getattr(transient, "_TRANSIENT_STATUS_CODES")),  # noqa: B009
+        frozenset(getattr(transient, "_TRANSIENT_ERROR_CODES"))  # noqa: B009
+        | frozenset(getattr(throttled, "_THROTTLED_ERROR_CODES")),  # noqa: B009
+    )
 
 
 def fast_client(client: Any) -> FastS3 | None:
@@ -238,9 +238,8 @@ class FastS3:
                 if 200 <= status < 300:
                     break
                 error = _client_error(operation, status, answer, data)
-                code = error.response["Error"]["Code"]
-                if attempt >= self._max_attempts or (
-                    status not in _RETRY_STATUS and code not in _RETRY_CODES
+                if attempt >= self._max_attempts or not _retried_by_boto3(
+                    status, error.response["Error"]["Code"]
                 ):
                     raise error
             # boto3's standard mode: up to 2**(attempt-1) s, at random

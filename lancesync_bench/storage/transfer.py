@@ -195,7 +195,7 @@ def local_files(table_dir: Path, known: dict[str, int] | None = None) -> dict[st
 
 def latest_version(files: Iterable[str]) -> int:
     """The newest manifest version among relative paths (0 when there is none)."""
-    return max((v for v in map(manifest_version, files) if v is not None), default=0)
+    return newest_manifest(files)[0]
 
 
 def newest_manifest(files: Iterable[str]) -> tuple[int, str | None]:
