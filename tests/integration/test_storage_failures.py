@@ -41,11 +41,12 @@ from _storage_helpers import (
     table_key,
 )
 
+from lancesync_bench.chaos.common import torn_uploads
 from lancesync_bench.errors import IntegrityError, S3Error, S3Unavailable
 from lancesync_bench.s3.embedded import EmbeddedSeaweedFS
 from lancesync_bench.s3.endpoint import S3Endpoint
 from lancesync_bench.storage.service import LanceDBStorageService
-from lancesync_bench.storage.transfer import RemoteTable
+from lancesync_bench.storage.transfer import RemoteTable, is_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +100,11 @@ def test_kill_9_mid_transfer_then_rerun(mode: str, s3: S3Endpoint, tmp_path: Pat
     observer = open_service(SYNC, tmp_path / "observer", s3, device="O")
 
     async def check_remote(acked: list[str], acked_round: int) -> None:
+        if any(is_manifest(k.split("/", 1)[-1]) for k in torn_uploads(s3, USER)):
+            # SeaweedFS kept an empty object of a manifest PUT the kill cut short (S3 keeps
+            # nothing): no reader opens the table until the writer's next run removes it and
+            # commits again. The next check, and the rerun's below, open it.
+            return
         # Plain LanceDB opens the S3 table at its latest version and reads every row.
         live = live_from_records(await remote_records(s3, USER))
         for doc_id in acked:
