@@ -123,7 +123,10 @@ def test_s3_outage(lab: DemoLab, s3: S3Endpoint) -> None:
     result = asyncio.run(s3_outage(lab))
     assert not lab.proxy.is_cut  # put back, whatever happened
     local = result.local_primary
-    assert list(local["outcome"]) == ["ok", "ok", "ok", "unreachable", "ok", "ok", "ok", "ok"]
+    shown = local.to_string()  # every step's detail, so a failure says what went wrong
+    assert list(local["outcome"]) == ["ok", "ok", "ok", "unreachable", "ok", "ok", "ok", "ok"], (
+        shown
+    )
     assert list(local["S3 path"]) == ["up", "cut", "cut", "cut", "cut", "up", "up", "up"]
     detail = list(local["detail"])
     assert detail[1] == "written locally"
@@ -135,7 +138,8 @@ def test_s3_outage(lab: DemoLab, s3: S3Endpoint) -> None:
 
     primary = result.s3_primary
     outcomes = list(primary["outcome"])
-    assert outcomes == ["ok", "ok", "ok", "unreachable", "stale", "ok", "failed", "ok", "ok", "ok"]
+    expected = ["ok", "ok", "ok", "unreachable", "stale", "ok", "failed", "ok", "ok", "ok"]
+    assert outcomes == expected, primary.to_string()
     detail = list(primary["detail"])
     original = detail[1]
     assert detail[4] == f"cache: {original}"  # served, though web-2 changed it on S3
