@@ -685,17 +685,23 @@ class S3PrimaryStore(LocalStore):
         """
         stats = TransferStats()
         if self.cache:
-            await self.replica.open(stats)
-            self._table = self.replica.table
-            self.docs = self.replica.docs
             self.wal = S3Log(
                 self.replica.remote, f"{self.replica.remote.sidecar_key}.wal", self.ctx.writer
             )
+            # The other writers' log before S3's versions, as in refresh: a writer commits a
+            # version and then deletes the objects it folded in, so what is missing from the
+            # log read first is in a version the later listing finds. The other order can
+            # miss both (a fold landing between the two reads).
+            others, orphans = await self._fetch_others(stats)
+            await self.replica.open(stats)
+            self._table = self.replica.table
+            self.docs = self.replica.docs
             self.tier = self._new_tier(
                 log=self.wal, commit=self._commit_flush, recheck=self._recheck
             )
             await self.tier.open()
-            self._apply_others(await self._read_others(stats))
+            self._take_over(orphans)
+            self._apply_others(others)
         else:
             import lancedb.index
 
@@ -788,7 +794,16 @@ class S3PrimaryStore(LocalStore):
         Objects older than ``ADOPT_AFTER_S`` lost their writer: the tier takes them over
         (they are read at once and folded into Lance by the next flush).
         """
-        assert self.wal is not None and self.tier is not None
+        others, orphans = await self._fetch_others(stats)
+        self._take_over(orphans)
+        return others
+
+    async def _fetch_others(
+        self, stats: TransferStats
+    ) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+        """The S3 reads of :meth:`_read_others`: the current objects of other writers, and
+        those whose writer is gone (see :meth:`_take_over`), each key with its records."""
+        assert self.wal is not None
         wal = self.wal
         listing, lists = await asyncio.to_thread(wal.list_others)
         stats.count("LIST", lists)
@@ -812,13 +827,18 @@ class S3PrimaryStore(LocalStore):
             stats.count("GET", len(chunk))
             tables = await asyncio.gather(*(self._read_object(k, stats) for k in chunk))
             read.update(zip(chunk, tables, strict=True))
-        for key in adopt:
-            if not read[key].num_rows:
+        others = {k: (v if v is not None else read[k]) for k, v in current.items()}
+        return others, {key: read[key] for key in adopt}
+
+    def _take_over(self, orphans: dict[str, pa.Table]) -> None:
+        """Give the tier the log objects whose writer is gone (folded in by its next flush)."""
+        assert self.tier is not None
+        for key, records in orphans.items():
+            if not records.num_rows:
                 continue  # gone meanwhile: its writer folded it in after all
             _log.info("taking over log object %s (its writer is gone)", key)
-            self.tier.adopt(read[key], [key])
+            self.tier.adopt(records, [key])
             self._adopted.add(key)
-        return {k: (v if v is not None else read[k]) for k, v in current.items()}
 
     async def _read_object(self, key: str, stats: TransferStats) -> pa.Table:
         assert self.wal is not None

@@ -226,6 +226,45 @@ def test_a_sync_pushes_writes_still_in_memory_without_flushing_them(
     asyncio.run(scenario())
 
 
+def test_an_instance_opening_while_another_folds_its_log_sees_the_writes(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3-primary open reads two things: S3's newest version and the other writers' log
+    objects. A writer folds its log into a new version and then deletes the objects, so
+    the log must be read first; read second, a fold landing between the two hides the
+    writes from both (and for as long as the staleness bound lets the view stand)."""
+    from lancesync_bench.storage.replica import Replica
+
+    async def scenario() -> None:
+        async with (
+            open_service(PRIMARY, tmp_path / "writer", s3, device="writer") as writer,
+            open_service(
+                PRIMARY, tmp_path / "reader", s3, device="reader", CACHE_MAX_STALENESS_MS="3600000"
+            ) as reader,
+        ):
+            await writer.add_documents(USER, make_docs(3))
+            await writer.flush(USER)  # a first version, so the reader has one to install
+            await writer.add_documents(USER, make_docs(2, start=3))  # in the writer's log only
+            opened = Replica.open
+            folded: list[bool] = []
+
+            async def open_then_fold(self: Replica, *args: Any, **kwargs: Any) -> None:
+                await opened(self, *args, **kwargs)
+                if "reader" in str(self.root) and not folded:
+                    # Right after the reader installed S3's newest version: the writer
+                    # folds its log into a newer one and deletes the log objects.
+                    folded.append(True)
+                    await writer.flush(USER)
+                    await writer.wait_idle(USER)
+
+            monkeypatch.setattr(Replica, "open", open_then_fold)
+            got = await reader.get_document(USER, "d4")
+            assert folded, "the reader's open was not interleaved with the writer's fold"
+            assert got is not None and got["text"] == "d4", "a write folded during the open"
+
+    asyncio.run(scenario())
+
+
 def test_s3_primary_instances_see_each_other(s3: S3Endpoint, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with (
