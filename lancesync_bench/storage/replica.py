@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from lancesync_bench.errors import IntegrityError, MissingChecksum, S3Error, SyncConflict
+from lancesync_bench.errors import IntegrityError, MissingChecksum, SyncConflict
 from lancesync_bench.storage.compaction import PreparedCompaction, prepare_compaction
 from lancesync_bench.storage.doctable import DocTable
 from lancesync_bench.storage.schema import TABLE_NAME, schema
@@ -542,32 +542,11 @@ class Replica:
                     check = _base_check(expect_base, self._local_latest())
                 undo = self._keep_aside(before) if may_delete else None
                 try:
-                    result = await op(self.docs)
-                    after = local_files(self.table_dir, known=before)
-                    new = [r for r in after if r not in before]
-                    try:
-                        await asyncio.to_thread(
-                            self.remote.push,
-                            self.table_dir,
-                            [r for r in new if r not in on_s3],
-                            stats,
-                            writer=self.writer,
-                            hashes=hashes,
-                            also_record=[r for r in new if r in on_s3],
-                            before_manifests=check,
-                        )
-                    except BaseMoved:
-                        await self._rollback(new, undo)
-                        raise
-                    except SyncConflict:
-                        await self._rollback(new, undo)
-                    except S3Error:
-                        await self._rollback(new, undo)
-                        raise
-                    else:
-                        self._adopt(after)
-                        self.remote_version = self._latest
-                        return result
+                    done, result = await self._commit_once(
+                        op, before, undo, stats, on_s3=on_s3, hashes=hashes, check=check
+                    )
+                    if done:
+                        return cast(T, result)
                 finally:
                     if undo is not None:
                         shutil.rmtree(undo, ignore_errors=True)
@@ -575,6 +554,66 @@ class Replica:
         raise SyncConflict(
             f"gave up after {_MAX_COMMIT_ATTEMPTS} attempts: other writers kept committing first"
         )
+
+    async def _commit_once(
+        self,
+        op: Callable[[DocTable], Awaitable[T]],
+        before: dict[str, int],
+        undo: Path | None,
+        stats: TransferStats,
+        *,
+        on_s3: dict[str, int],
+        hashes: dict[str, str],
+        check: Callable[[], None] | None,
+    ) -> tuple[bool, T | None]:
+        """One attempt of :meth:`commit`, under its lock: (True, the op's result) once S3
+        took the commit, (False, None) when another writer took the version first (rolled
+        back); any other failure is rolled back and raised.
+
+        Neither Lance's commit nor the push stops when the caller is cancelled (a Rust
+        task, a thread): each is waited for, so that what it did is settled before the
+        cancellation goes on.
+        """
+        work = asyncio.ensure_future(op(self.docs))
+        cancelled = await _settled(work)
+        after = local_files(self.table_dir, known=before)
+        new = [r for r in after if r not in before]
+        cancelled = cancelled or work.cancelled()
+        if cancelled or work.exception() is not None:
+            if new or undo is not None:  # Lance may have committed before it failed
+                await self._rollback(new, undo)
+            if cancelled:
+                raise asyncio.CancelledError
+        result = work.result()
+        push = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.remote.push,
+                self.table_dir,
+                [r for r in new if r not in on_s3],
+                stats,
+                writer=self.writer,
+                hashes=hashes,
+                also_record=[r for r in new if r in on_s3],
+                before_manifests=check,
+            )
+        )
+        cancelled = await _settled(push)
+        if push.exception() is not None:
+            # A lost race, BaseMoved, S3Error, or any other failure (a bug, a local file
+            # gone): no version S3 may lack stays in the copy. Kept, the next flush would
+            # find its records here, take them for committed and drop their log objects.
+            # What S3 did take of it, a refresh installs like any other writer's version.
+            await self._rollback(new, undo)
+            if cancelled:
+                raise asyncio.CancelledError
+            if isinstance(push.exception(), SyncConflict):
+                return False, None
+            push.result()  # raises
+        self._adopt(after)
+        self.remote_version = self._latest
+        if cancelled:
+            raise asyncio.CancelledError
+        return True, result
 
     async def cleanup(self, older_than: timedelta | None) -> None:
         """Delete the local copy's versions older than ``older_than`` (Lance's cleanup; the
@@ -619,6 +658,18 @@ class Replica:
         (self.table_dir / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
         # A fresh connection: the old one may hold the rolled-back manifest in its cache.
         await self._reopen()
+
+
+async def _settled(work: asyncio.Future[Any]) -> bool:
+    """Wait until ``work`` is done, through cancellations of the caller (``work`` itself is
+    left running); True when the caller was cancelled meanwhile."""
+    cancelled = False
+    while not work.done():
+        try:
+            await asyncio.wait({work})
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
 
 
 def _base_check(listed: Future[int | None], base: int) -> Callable[[], None]:

@@ -21,6 +21,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +46,16 @@ from lancesync_bench.chaos.common import torn_uploads
 from lancesync_bench.errors import IntegrityError, S3Error, S3Unavailable
 from lancesync_bench.s3.embedded import EmbeddedSeaweedFS
 from lancesync_bench.s3.endpoint import S3Endpoint
+from lancesync_bench.storage.replica import Replica
 from lancesync_bench.storage.service import LanceDBStorageService
-from lancesync_bench.storage.transfer import RemoteTable, is_manifest
+from lancesync_bench.storage.tier import TierPolicy
+from lancesync_bench.storage.transfer import (
+    RemoteTable,
+    TransferStats,
+    is_manifest,
+    latest_version,
+    local_files,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -175,6 +184,10 @@ def test_kill_9_mid_transfer_then_rerun(mode: str, s3: S3Endpoint, tmp_path: Pat
     asyncio.run(scenario())
 
 
+async def _dead_rollback(*_: Any, **__: Any) -> None:
+    """What a process killed mid-push does about its local commit: nothing."""
+
+
 class _Crash(Exception):
     """Stands for the process dying: nothing after it runs, nothing is rolled back."""
 
@@ -200,7 +213,10 @@ def test_push_interrupted_before_its_manifest_is_completed_on_restart(
 
     async def scenario() -> None:
         reader = open_service(PRIMARY, tmp_path / "reader", s3, device="R")
-        writer = open_service(PRIMARY, tmp_path / "writer", s3, device="W")
+        # The writer flushes only when asked, so that the one flush that dies is the test's.
+        writer = open_service(
+            PRIMARY, tmp_path / "writer", s3, device="W", tier=TierPolicy(flush_age_s=3600)
+        )
         await writer.add_documents(USER, make_docs(5))
         assert await reader.get_document(USER, "d0") is not None
         data_before = set(_data_keys(s3))
@@ -210,6 +226,8 @@ def test_push_interrupted_before_its_manifest_is_completed_on_restart(
         await writer.add_documents(USER, make_docs(1, start=10))
         monkeypatch.setattr(RemoteTable, "_put_file", dying_put_file)
         monkeypatch.setattr(RemoteTable, "_put_manifest", dying_put_manifest)
+        # A dead process rolls nothing back: its local commit stays for the restart.
+        monkeypatch.setattr(Replica, "_rollback", _dead_rollback)
         with pytest.raises(_Crash):
             await writer.flush(USER)
         monkeypatch.undo()
@@ -234,6 +252,107 @@ def test_push_interrupted_before_its_manifest_is_completed_on_restart(
                 live_from_records(await remote_records(s3, USER))
             )
             assert (await fresh.status(USER)).documents == 6
+
+    asyncio.run(scenario())
+
+
+def _versions_here_and_on_s3(store: Any) -> tuple[int, int | None]:
+    """The newest version of a store's local copy, and S3's."""
+    replica = store.replica
+    on_disk = latest_version(local_files(replica.table_dir))
+    return on_disk, replica.remote.latest_version(TransferStats())
+
+
+async def _writer_with_one_write_to_flush(s3: S3Endpoint, tmp_path: Path) -> Any:
+    """An S3-primary writer with a version on S3 and d10 acknowledged but not flushed (its
+    tier flushes only when asked, so the test's flush is the one that commits it)."""
+    writer = open_service(
+        PRIMARY, tmp_path / "writer", s3, device="W", tier=TierPolicy(flush_age_s=3600)
+    )
+    await writer.add_documents(USER, make_docs(5))
+    await writer.flush(USER)
+    await writer.add_documents(USER, make_docs(1, start=10))
+    return writer
+
+
+async def _flushed_to_s3_despite_a_rival(
+    s3: S3Endpoint, tmp_path: Path, writer: LanceDBStorageService
+) -> None:
+    """After a flush that did not finish: the writer flushes again, another instance takes
+    the next version on S3, the writer writes and flushes once more; S3 (read with plain
+    LanceDB) holds every write."""
+    await writer.flush(USER)
+    async with open_service(PRIMARY, tmp_path / "rival", s3, device="rival") as rival:
+        await rival.add_documents(USER, make_docs(1, start=20))
+        await rival.flush(USER)
+    await writer.add_documents(USER, make_docs(1, start=11))
+    await writer.flush(USER)
+    await writer.close()
+    ids = set((await remote_records(s3, USER)).column("id").to_pylist())
+    assert {"d10", "d11", "d20"} <= ids, sorted(ids)
+
+
+def test_a_push_failing_for_a_reason_other_than_s3_leaves_no_version_s3_lacks(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush whose push fails with an error that is not S3's (a bug, a local file gone)
+    rolls its local commit back, as an S3 failure does. Kept, that version would make the
+    next flush take its records for committed and delete their log objects; a rival's
+    version in its place on S3 then leaves them nowhere but in the local copy."""
+    put_file = RemoteTable._put_file
+
+    def failing_put_file(self: RemoteTable, local: Path, rel: str, *args: Any) -> None:
+        if rel.startswith("_transactions/"):
+            raise RuntimeError("not an S3 failure")
+        put_file(self, local, rel, *args)
+
+    async def scenario() -> None:
+        writer = await _writer_with_one_write_to_flush(s3, tmp_path)
+        monkeypatch.setattr(RemoteTable, "_put_file", failing_put_file)
+        with pytest.raises(RuntimeError, match="not an S3 failure"):
+            await writer.flush(USER)
+        monkeypatch.undo()
+        here, there = await asyncio.to_thread(_versions_here_and_on_s3, await writer._store(USER))
+        assert here == there
+        await _flushed_to_s3_despite_a_rival(s3, tmp_path, writer)
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_cancelled_mid_push_waits_for_the_push_and_keeps_copy_and_s3_agreed(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller cancelled while its flush pushes (a web request dropped by its client): the
+    upload runs in a thread that cancellation cannot stop, so the commit waits for it and
+    settles the local copy on what S3 took before the cancellation goes on."""
+    put_file = RemoteTable._put_file
+    blocked, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def held_put_file(self: RemoteTable, local: Path, rel: str, *args: Any) -> None:
+        if rel.startswith("_transactions/") and not finished.is_set():
+            blocked.set()
+            release.wait(30)
+            put_file(self, local, rel, *args)
+            finished.set()
+            return
+        put_file(self, local, rel, *args)
+
+    async def scenario() -> None:
+        writer = await _writer_with_one_write_to_flush(s3, tmp_path)
+        monkeypatch.setattr(RemoteTable, "_put_file", held_put_file)
+        flush = asyncio.create_task(writer.flush(USER))
+        assert await asyncio.to_thread(blocked.wait, 30), "the push never started"
+        flush.cancel()
+        await asyncio.sleep(0.2)
+        assert not flush.done(), "the flush gave up while its push was still running"
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await flush
+        assert finished.is_set()
+        monkeypatch.undo()
+        here, there = await asyncio.to_thread(_versions_here_and_on_s3, await writer._store(USER))
+        assert here == there
+        await _flushed_to_s3_despite_a_rival(s3, tmp_path, writer)
 
     asyncio.run(scenario())
 
