@@ -8,6 +8,7 @@ S3 stays there.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,10 @@ def test_writes_are_one_put_and_flushes_keep_the_s3_table_current(
             for i in range(10):
                 await svc.add_documents(USER, make_docs(1, start=i))
             store = await _store(svc)
-            for _ in range(100):  # the flusher runs within its age bound
+            # The flusher runs by itself, once the writes are 0.2 s old; the deadline only
+            # ends a test that would otherwise wait for ever (a commit is 3 PUTs).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
                 if store.tier is not None and store.tier.flushed_rows >= 10:
                     break
                 await asyncio.sleep(0.05)
@@ -189,7 +193,7 @@ def test_a_view_near_the_bound_is_refreshed_in_the_background_and_a_write_waits_
 
     async def scenario() -> None:
         async with open_service(
-            PRIMARY, tmp_path / "A", s3, tier=HOLD, CACHE_MAX_STALENESS_MS="2000"
+            PRIMARY, tmp_path / "A", s3, tier=HOLD, CACHE_MAX_STALENESS_MS="20000"
         ) as svc:
             await svc.add_documents(USER, make_docs(1))
             store = await _store(svc)
@@ -204,12 +208,14 @@ def test_a_view_near_the_bound_is_refreshed_in_the_background_and_a_write_waits_
 
             monkeypatch.setattr(store, "refresh", slow_refresh)
             seen = store.replica.last_refresh
-            # 0.8 of the bound old: the write returns at once and leaves a refresh running.
-            store.replica.last_refresh = seen - 1.6
+            # The view's age is set from now, right before each write, so that the time the
+            # test took so far does not count: 0.8 of the bound old, the write returns at
+            # once and leaves a refresh running (it starts at 0.75: a 1 s margin).
+            store.replica.last_refresh = time.monotonic() - 16.0
             await asyncio.wait_for(svc.add_documents(USER, make_docs(1, start=10)), 10)
             assert len(calls) == 1 and store._ahead is not None and not store._ahead.done()
             # Past the bound: the next write waits for that refresh, and starts none.
-            store.replica.last_refresh = seen - 2.5
+            store.replica.last_refresh = time.monotonic() - 25.0
             write = asyncio.ensure_future(svc.add_documents(USER, make_docs(1, start=20)))
             await asyncio.sleep(0.3)
             assert not write.done() and len(calls) == 1

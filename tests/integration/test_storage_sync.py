@@ -200,8 +200,11 @@ def test_a_sync_pushes_writes_still_in_memory_without_flushing_them(
     flushed them; a delete travels the same way."""
 
     async def scenario() -> None:
+        # A's tier flushes only when asked: flushed by age during a slow sync, the records
+        # would be pushed from Lance, and the count below would measure the machine.
+        held = TierPolicy(flush_age_s=3600)
         async with (
-            open_service(SYNC, tmp_path / "A", s3, device="A") as a,
+            open_service(SYNC, tmp_path / "A", s3, device="A", tier=held) as a,
             open_service(SYNC, tmp_path / "B", s3, device="B") as b,
         ):
             await a.add_documents(USER, make_docs(3))
