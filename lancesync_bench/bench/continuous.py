@@ -10,6 +10,12 @@ neither side. One warm-up round runs first and is thrown away: the first benchma
 after a checkout pays for cold file caches (measured here: its point reads 3x, its batch
 writes 2x the later rounds', with the reference job unmoved). The rounds are judged by
 :func:`lancesync_bench.bench.compare.compare_runs`.
+
+A key judged slower is confirmed before the gate fails: as many new rounds again, in the
+same alternating order, must judge it slower on their own. A real slowdown shows in both
+sets; a false alarm of the first (each key's test is wrong at the rate its p-value allows,
+and the rounds drift 1.5-2x within minutes here) rarely repeats on independent rounds. The
+extra rounds run only when a key was flagged.
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lancesync_bench import results
-from lancesync_bench.bench.compare import RunComparison, compare_runs
-from lancesync_bench.bench.gate import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from lancesync_bench.bench.compare import CompareRow, RunComparison, compare_runs
+from lancesync_bench.bench.gate import DEFAULT_ALPHA, DEFAULT_THRESHOLD, MIN_ROUNDS
 from lancesync_bench.bench.slowdown import ENV_VAR as SLOWDOWN_ENV
 from lancesync_bench.errors import LanceSyncError
 
@@ -39,6 +45,7 @@ __all__ = [
     "GateInputError",
     "GateOptions",
     "GateOutcome",
+    "confirmed",
     "resolve_revision",
     "round_order",
     "run_gate",
@@ -86,6 +93,9 @@ class GateOptions:
     alpha: float = DEFAULT_ALPHA
     normalise: bool = True
     warmup_rounds: int = 1  # run first on side A, never judged (see the module docstring)
+    # New rounds a side that must judge a flagged key slower again (0: fail on the first
+    # judgement; see the module docstring).
+    confirm_rounds: int = DEFAULT_ROUNDS
     # Extra environment of the candidate's rounds only. For the gate's own tests (the
     # test-only slowdown switch); the inherited environment never carries that switch.
     candidate_env: Mapping[str, str] = field(default_factory=dict)
@@ -99,6 +109,10 @@ class GateOutcome:
     base_commit: str
     head_commit: str
     duration_s: float
+    # The rounds that judged the flagged keys again (None: nothing was flagged, or
+    # confirmation is off). A key stays a regression in ``comparison`` only when it is
+    # one here too.
+    confirmation: RunComparison | None = None
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -203,6 +217,11 @@ def run_gate(opts: GateOptions, progress: Callable[[str], None] | None = None) -
         raise GateInputError(
             f"rounds must be >= 1 and warm-up rounds >= 0; got {opts.rounds}, {opts.warmup_rounds}"
         )
+    if opts.confirm_rounds != 0 and opts.confirm_rounds < MIN_ROUNDS:
+        raise GateInputError(
+            f"confirmation rounds must be 0 (off) or >= {MIN_ROUNDS} (fewer can judge "
+            f"nothing); got {opts.confirm_rounds}"
+        )
     repo = opts.repo.resolve()
     base = resolve_revision(repo, opts.base)
     head = resolve_revision(repo, opts.head)
@@ -225,23 +244,77 @@ def run_gate(opts: GateOptions, progress: Callable[[str], None] | None = None) -
                 f"warm-up round {i + 1}/{opts.warmup_rounds} (not judged): "
                 f"{time.perf_counter() - t0:.0f} s"
             )
-        order = round_order(opts.rounds)
-        runs: dict[str, list[Path]] = {"A": [], "B": []}
-        for i, side in enumerate(order, 1):
-            t0 = time.perf_counter()
-            run = _run_round(trees[side], commits[side], out / side, opts, side)
-            runs[side].append(run)
+        runs = _alternate(trees, commits, out, opts, rounds=opts.rounds, label="round", say=say)
+        comparison = _judge(runs, opts, opts.operations)
+        confirmation = None
+        flagged = sorted({r.operation for r in comparison.regressions})
+        if flagged and opts.confirm_rounds >= MIN_ROUNDS:
             say(
-                f"round {i}/{len(order)}: {side} ({commits[side][:12]}) "
-                f"{time.perf_counter() - t0:.0f} s -> {run.name}"
+                f"slower: {', '.join(flagged)}; confirming on {opts.confirm_rounds} new "
+                "rounds a side"
             )
-        comparison = compare_runs(
-            runs["A"],
-            runs["B"],
-            threshold=opts.threshold,
-            alpha=opts.alpha,
-            normalise=opts.normalise,
-            operations=opts.operations,
-            sizes=opts.sizes,
+            again = _alternate(
+                trees,
+                commits,
+                out / "confirm",
+                opts,
+                rounds=opts.confirm_rounds,
+                label="confirm round",
+                say=say,
+            )
+            confirmation = _judge(again, opts, flagged)
+            comparison = confirmed(comparison, confirmation)
+    return GateOutcome(comparison, base, head, time.perf_counter() - start, confirmation)
+
+
+def _alternate(
+    trees: dict[str, Path],
+    commits: dict[str, str],
+    out: Path,
+    opts: GateOptions,
+    *,
+    rounds: int,
+    label: str,
+    say: Callable[[str], None],
+) -> dict[str, list[Path]]:
+    """``rounds`` rounds of each side in :func:`round_order`; each side's run folders."""
+    order = round_order(rounds)
+    runs: dict[str, list[Path]] = {"A": [], "B": []}
+    for i, side in enumerate(order, 1):
+        t0 = time.perf_counter()
+        run = _run_round(trees[side], commits[side], out / side, opts, side)
+        runs[side].append(run)
+        say(
+            f"{label} {i}/{len(order)}: {side} ({commits[side][:12]}) "
+            f"{time.perf_counter() - t0:.0f} s -> {run.name}"
         )
-    return GateOutcome(comparison, base, head, time.perf_counter() - start)
+    return runs
+
+
+def _judge(
+    runs: dict[str, list[Path]], opts: GateOptions, operations: Sequence[str]
+) -> RunComparison:
+    return compare_runs(
+        runs["A"],
+        runs["B"],
+        threshold=opts.threshold,
+        alpha=opts.alpha,
+        normalise=opts.normalise,
+        operations=operations,
+        sizes=opts.sizes,
+    )
+
+
+def _key(row: CompareRow) -> tuple[str, str, int, str, str, str]:
+    return (row.scenario, row.profile, row.size, row.operation, row.path, row.phase)
+
+
+def confirmed(first: RunComparison, again: RunComparison) -> RunComparison:
+    """``first`` with each regression kept only where ``again`` (independent rounds) judged
+    the same key a regression too; the others become "unsure" (slower once, not twice)."""
+    repeated = {_key(r) for r in again.regressions}
+    rows = [
+        r if r.verdict != "regression" or _key(r) in repeated else replace(r, verdict="unsure")
+        for r in first.rows
+    ]
+    return RunComparison(first.runs_a, first.runs_b, first.threshold, first.alpha, rows)

@@ -63,6 +63,16 @@ def register(subparsers: Any) -> None:
         help=f"rounds per revision (default: {DEFAULT_ROUNDS}; 1 can never show a regression)",
     )
     p.add_argument(
+        "--confirm-rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        metavar="N",
+        help=(
+            "new rounds a side that must find a slower key slower again before the gate "
+            f"fails (default: {DEFAULT_ROUNDS}, run only when a key was flagged; 0: off)"
+        ),
+    )
+    p.add_argument(
         "--warmup",
         type=int,
         default=1,
@@ -122,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         repo=args.repo,
         rounds=args.rounds,
         warmup_rounds=args.warmup,
+        confirm_rounds=args.confirm_rounds,
         scenarios=tuple(args.scenario or DEFAULT_SCENARIOS),
         profiles=tuple(args.profile or DEFAULT_PROFILES),
         operations=tuple(args.operation),
@@ -147,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             base_commit=outcome.base_commit,
             head_commit=outcome.head_commit,
             duration_s=round(outcome.duration_s, 1),
+            confirmation=None if outcome.confirmation is None else outcome.confirmation.as_dict(),
         )
         print(json.dumps(data, indent=2, allow_nan=False))
     else:
@@ -155,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
             f"({outcome.head_commit[:12]}); {outcome.duration_s:.0f} s"
         )
         print(format_comparison(result))
+        if outcome.confirmation is not None:
+            print("\nConfirmation (new rounds, the keys judged slower above):")
+            print(format_comparison(outcome.confirmation))
     if result.regressions:
         names = ", ".join(sorted({r.operation for r in result.regressions}))
         print(f"gate: FAIL: regression in {names}", file=sys.stderr)

@@ -9,7 +9,8 @@ well above the rounds' drift on a 2-core machine shared with other jobs (rounds 
 commit moved 2-3x there at a load average of 4-5); the unit tests cover 1.3x-2x on
 synthetic rounds with the drift measured on it. 5 rounds a side, as the CI's gate runs:
 with 4, a later key (add_batch, 24 samples a round) once reached 1.32x at p 0.037 beside
-the tripled reads. About 3-4 minutes.
+the tripled reads. The tripled key is then confirmed on 5 new rounds a side, as the gate
+does before it fails. About 6-7 minutes.
 """
 
 from __future__ import annotations
@@ -69,4 +70,9 @@ def test_the_gate_catches_a_tripled_point_read_and_nothing_else(tmp_path: Path) 
     assert rows["fixed_cpu_job"].verdict == "reference"
     assert len(result.runs_a) == len(result.runs_b) == 5
     assert outcome.base_commit == outcome.head_commit
-    assert sum("round" in line for line in lines) == 1 + 10  # one warm-up, then 5 + 5
+    # One warm-up, 5 + 5 judged rounds, and 5 + 5 more that find point_read slower again.
+    assert sum(line.startswith("warm-up round") for line in lines) == 1
+    assert sum(line.startswith("round ") for line in lines) == 10
+    assert sum(line.startswith("confirm round ") for line in lines) == 10
+    assert outcome.confirmation is not None
+    assert [r.operation for r in outcome.confirmation.regressions] == ["point_read"], table

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from lancesync_bench.bench.compare import CompareRow, RunComparison
 from lancesync_bench.bench.continuous import (
     GateError,
     GateInputError,
     GateOptions,
+    confirmed,
     resolve_revision,
     round_order,
     run_gate,
@@ -252,6 +254,75 @@ def test_bad_gate_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[
     capsys.readouterr()
 
 
+def test_confirmation_rounds_of_one_are_refused_before_a_round_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["gate", "--confirm-rounds", "1"]) == 2
+    assert "confirmation rounds must be 0 (off) or >= 2" in capsys.readouterr().err
+
+
+def _row(operation: str, verdict: str, size: int = 100) -> CompareRow:
+    return CompareRow(
+        scenario="desktop-local",
+        profile="loopback",
+        size=size,
+        operation=operation,
+        path="local",
+        phase="steady",
+        verdict=verdict,  # type: ignore[arg-type]
+        rounds_a=5,
+        rounds_b=5,
+        n_a=50,
+        n_b=50,
+        median_a_ms=1.0,
+        median_b_ms=2.0,
+        ratio=2.0,
+        ci_low=1.5,
+        ci_high=2.5,
+        p_value=0.01,
+        round_sd=0.1,
+        raw_ratio=2.0,
+        normalised=True,
+    )
+
+
+def test_a_regression_stands_only_where_independent_rounds_find_it_again() -> None:
+    first = RunComparison(
+        [Path("a1")],
+        [Path("b1")],
+        1.3,
+        0.05,
+        [
+            _row("point_read", "regression"),
+            _row("restore_latest", "regression"),
+            _row("search", "regression", size=1000),
+            _row("add_one", "same"),
+        ],
+    )
+    again = RunComparison(
+        [Path("a2")],
+        [Path("b2")],
+        1.3,
+        0.05,
+        [
+            _row("point_read", "regression"),
+            _row("restore_latest", "same"),
+            _row("search", "regression", size=100),  # another key: another table size
+        ],
+    )
+    result = confirmed(first, again)
+    verdicts = {(r.operation, r.size): r.verdict for r in result.rows}
+    assert verdicts == {
+        ("point_read", 100): "regression",
+        ("restore_latest", 100): "unsure",
+        ("search", 1000): "unsure",
+        ("add_one", 100): "same",
+    }
+    assert [r.operation for r in result.regressions] == ["point_read"]
+    assert result.runs_a == [Path("a1")]
+    assert result.counts == {"regression": 1, "unsure": 2, "same": 1}
+
+
 def test_a_round_that_fails_stops_the_gate_with_its_output(tmp_path: Path) -> None:
     # A repository whose package cannot run: the round exits non-zero, the gate says so.
     _git(tmp_path, "init", "-q")
@@ -332,9 +403,13 @@ def test_the_gate_fails_a_commit_that_slows_one_operation(
     argv = ["gate", "--repo", str(repo), "--rounds", "3", "--warmup", "0"]
     assert main([*argv, "HEAD~1", "HEAD"]) == 1
     captured = capsys.readouterr()
-    rows = [line for line in captured.out.splitlines() if " service " in line]
-    assert [line.split()[3] for line in rows if line.endswith("regression")] == ["point_read"]
+    judged, confirmation = captured.out.split("Confirmation (new rounds")
+    for table in (judged, confirmation):  # found slower, then found slower again
+        rows = [line for line in table.splitlines() if " service " in line]
+        assert [line.split()[3] for line in rows if line.endswith("regression")] == ["point_read"]
     assert "round 6/6" in captured.err
+    assert "slower: point_read; confirming on 5 new rounds a side" in captured.err
+    assert "confirm round 10/10" in captured.err
     assert "gate: FAIL: regression in point_read" in captured.err
     # Repeated rounds of one commit: no regression.
     assert main([*argv, "HEAD", "HEAD"]) == 0
