@@ -92,6 +92,30 @@ def _round(doc: dict[str, Any] | None) -> int:
     return -1 if doc is None else int(doc["metadata"]["round"])
 
 
+def _until_s3_settles(s3: S3Endpoint, quiet_s: float = 0.2, limit_s: float = 10.0) -> None:
+    """Wait until two listings of the user's objects ``quiet_s`` apart agree (keys, sizes,
+    ETags). The kernel closes a killed process's connections after it is reaped, and the
+    server completes, or keeps an empty object of, a PUT in flight only once it notices:
+    what a check reads right after the kill may still change under it."""
+    client = s3.client()
+    prefix = s3.key("users", USER) + "/"
+
+    def listing() -> list[tuple[str, int, str]]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
+        return sorted(
+            (o["Key"], o["Size"], o["ETag"]) for page in pages for o in page.get("Contents", [])
+        )
+
+    last = listing()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = listing()
+        if now == last:
+            return
+        last = now
+
+
 @pytest.mark.parametrize("mode", [BACKUP, SYNC])
 def test_kill_9_mid_transfer_then_rerun(mode: str, s3: S3Endpoint, tmp_path: Path) -> None:
     rng = random.Random(f"kill-9-{mode}")
@@ -109,6 +133,7 @@ def test_kill_9_mid_transfer_then_rerun(mode: str, s3: S3Endpoint, tmp_path: Pat
     observer = open_service(SYNC, tmp_path / "observer", s3, device="O")
 
     async def check_remote(acked: list[str], acked_round: int) -> None:
+        await asyncio.to_thread(_until_s3_settles, s3)
         if any(is_manifest(k.split("/", 1)[-1]) for k in torn_uploads(s3, USER)):
             # SeaweedFS kept an empty object of a manifest PUT the kill cut short (S3 keeps
             # nothing): no reader opens the table until the writer's next run removes it and
