@@ -65,7 +65,7 @@ async def run_background_failures(ctx: SuiteContext, section: Section) -> None:
 
             async def failed_twice() -> bool:
                 status = await dev.status(user)
-                return bool((status.background or {}).get("failures", 0) >= 2)
+                return ((status.background or {}).get("failures") or 0) >= 2
 
             # Each failed push waits out its retry's random backoff (up to 1 s with one
             # retry), so how many periods fail in a fixed time varies: wait for two failures.
