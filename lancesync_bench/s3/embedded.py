@@ -284,6 +284,20 @@ class EmbeddedSeaweedFS:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        for path in self.socket_paths():
+            path.unlink(missing_ok=True)
+
+    def socket_paths(self) -> list[Path]:
+        """The Unix sockets `weed` opens beside its ports (``$TMPDIR/seaweedfs-s3-PORT.sock``
+        and the like). It removes most on shutdown but leaves the S3 pair, one more per
+        run in the temporary folder: :meth:`stop` removes what is left of this server's."""
+        tmp = Path(tempfile.gettempdir())  # $TMPDIR, else /tmp, as Go's os.TempDir
+        names = {
+            key: key.replace(".port", "").replace(".grpc", "-grpc")
+            for key in self._ports
+            if key.split(".")[-1] in {"port", "grpc"}
+        }
+        return [tmp / f"seaweedfs-{name}-{self._ports[key]}.sock" for key, name in names.items()]
 
     def close(self) -> None:
         """Stop the server and remove its data folder if this object created it."""

@@ -243,9 +243,12 @@ def test_open_s3_embedded_stops_and_cleans_up_even_on_errors() -> None:
         server = selection.server
         assert isinstance(server, EmbeddedSeaweedFS) and server.running
         check_access(selection.endpoint)
+        sockets = server.socket_paths()
+        assert any(p.exists() for p in sockets)  # the names are the ones `weed` uses
         raise RuntimeError("the benchmark failed")
     assert not server.running
     assert not server.data_dir.exists()
+    assert [p for p in sockets if p.exists()] == []
 
 
 def test_open_s3_auto_falls_back_to_embedded_without_docker(
