@@ -288,7 +288,7 @@ def _versions_here_and_on_s3(store: Any) -> tuple[int, int | None]:
     return on_disk, replica.remote.latest_version(TransferStats())
 
 
-async def _writer_with_one_write_to_flush(s3: S3Endpoint, tmp_path: Path) -> Any:
+async def _writer_with_one_write_to_flush(s3: S3Endpoint, tmp_path: Path) -> LanceDBStorageService:
     """An S3-primary writer with a version on S3 and d10 acknowledged but not flushed (its
     tier flushes only when asked, so the test's flush is the one that commits it)."""
     writer = open_service(
